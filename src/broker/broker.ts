@@ -1,0 +1,30 @@
+import type { ConnectionInfo } from '../store/store.ts';
+import { LoginFlow } from './connect.ts';
+import type { BrokerContext } from './context.ts';
+import { TokenService, short } from './tokens.ts';
+
+export type RevokeResult = { keyid: string; alreadyRevoked: boolean };
+
+/** The domain facade the HTTP layer and the CLI call; nothing here knows about HTTP. */
+export class Broker {
+  readonly tokens: TokenService;
+  readonly login: LoginFlow;
+
+  constructor(readonly ctx: BrokerContext) {
+    this.tokens = new TokenService(ctx);
+    this.login = new LoginFlow(ctx);
+  }
+
+  /** Revoke as the holder of the authid (HTTP): proves the secret first. */
+  revokeWithAuthId(authidText: string): RevokeResult {
+    const { id, record } = this.tokens.authenticate(authidText);
+    const changed = this.ctx.store.revoke(id.keyid, this.ctx.now());
+    this.tokens.forget(id.keyid);
+    if (changed) this.ctx.log.info('connection.revoked', { keyid: short(id.keyid) });
+    return { keyid: id.keyid, alreadyRevoked: !changed && record.state === 'revoked' };
+  }
+
+  list(): ConnectionInfo[] {
+    return this.ctx.store.list();
+  }
+}

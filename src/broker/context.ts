@@ -1,0 +1,39 @@
+import type { Sodium } from '../crypto/sodium.ts';
+import type { Fetch } from '../oauth/token-endpoint.ts';
+import type { Store } from '../store/store.ts';
+
+/** The settings the domain needs; the CLI's settings file is one source of them. */
+export interface BrokerConfig {
+  clientId: string;
+  clientSecret: string;
+  tenant: string;
+  authority: string;
+  /** Origin (and optional path) the browser and Microsoft see, without a trailing slash. */
+  publicUrl: string;
+  /** Argon2id hash (Bun.password) of the connect passcode. */
+  passcodeHash: string;
+  allowedOrigins: readonly string[];
+  /** Budget for one call to Microsoft. */
+  upstreamTimeoutMs?: number;
+}
+
+export interface Logger {
+  info(event: string, fields?: Record<string, string | number | boolean | undefined>): void;
+  warn(event: string, fields?: Record<string, string | number | boolean | undefined>): void;
+}
+
+/** Everything the broker talks to, passed in so tests can substitute the network and the clock. */
+export interface BrokerContext {
+  config: BrokerConfig;
+  store: Store;
+  sodium: Sodium;
+  fetch: Fetch;
+  now: () => number;
+  log: Logger;
+}
+
+export const silentLogger: Logger = { info() {}, warn() {} };
+
+export function redirectUri(config: BrokerConfig): string {
+  return `${config.publicUrl}/logged-in`;
+}

@@ -1,0 +1,182 @@
+import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { hashPasscode } from '../broker/passcode.ts';
+import { brokerHome } from '../config/home.ts';
+import {
+  DEFAULTS,
+  normaliseUrl,
+  readSettings,
+  validateClientId,
+  validateClientSecret,
+  validateHttpUrl,
+  validateListen,
+  validateOrigin,
+  validateSettings,
+  validateTenant,
+  writeSettings,
+  type Settings,
+} from '../config/settings.ts';
+import { base32Encode } from '../crypto/base32.ts';
+import { BrokerError } from '../errors.ts';
+import { PERMISSION_STEPS, registrationSteps, SECRET_STEPS } from './entra-steps.ts';
+import type { Io } from './io.ts';
+
+export interface InitFlags {
+  nonInteractive?: boolean;
+  clientId?: string;
+  clientSecretFile?: string;
+  tenant?: string;
+  authority?: string;
+  publicUrl?: string;
+  listen?: string;
+  passcode?: string;
+  allowedOrigin?: string[];
+  secretExpires?: string;
+}
+
+/** Answers from flags, then BROKER_* variables; prompts and old settings fill the rest. */
+async function fromFlagsAndEnv(flags: InitFlags, io: Io): Promise<Partial<Settings> & { passcode?: string }> {
+  const env = io.env;
+  let clientSecret: string | undefined;
+  if (flags.clientSecretFile) {
+    try {
+      clientSecret = (flags.clientSecretFile === '-' ? await io.readStdin() : readFileSync(flags.clientSecretFile, 'utf8')).trim();
+    } catch (e) {
+      throw new BrokerError('usage', `Cannot read --client-secret-file ${flags.clientSecretFile}: ${(e as NodeJS.ErrnoException).code ?? 'error'}.`);
+    }
+  } else if (env.BROKER_CLIENT_SECRET) clientSecret = env.BROKER_CLIENT_SECRET.trim();
+  const origins = flags.allowedOrigin?.length ? flags.allowedOrigin : env.BROKER_ALLOWED_ORIGINS?.split(/[\s,]+/).filter(Boolean);
+  return {
+    clientId: (flags.clientId ?? env.BROKER_CLIENT_ID)?.trim(),
+    clientSecret,
+    tenant: flags.tenant ?? env.BROKER_TENANT,
+    authority: (flags.authority ?? env.BROKER_AUTHORITY) && normaliseUrl((flags.authority ?? env.BROKER_AUTHORITY)!),
+    publicUrl: (flags.publicUrl ?? env.BROKER_PUBLIC_URL) && normaliseUrl((flags.publicUrl ?? env.BROKER_PUBLIC_URL)!),
+    listen: flags.listen ?? env.BROKER_LISTEN,
+    allowedOrigins: origins?.map(normaliseUrl),
+    secretExpires: flags.secretExpires ?? env.BROKER_SECRET_EXPIRES,
+    passcode: flags.passcode ?? env.BROKER_PASSCODE,
+  };
+}
+
+function defaultPublicUrl(listen: string): string {
+  const port = listen.slice(listen.lastIndexOf(':') + 1);
+  // Microsoft accepts http only for localhost, and ignores the port when matching it.
+  return `http://localhost:${port}`;
+}
+
+export function generatePasscode(): string {
+  return base32Encode(randomBytes(15)).match(/.{6}/g)!.join('-');
+}
+
+export async function initCommand(flags: InitFlags, io: Io): Promise<void> {
+  const home = brokerHome(io.env);
+  const old = readSettings(home);
+  const given = await fromFlagsAndEnv(flags, io);
+  const interactive = io.isTTY && !flags.nonInteractive;
+  const answers = interactive ? await askAll(given, old, io) : given;
+
+  const listen = answers.listen ?? old.listen ?? DEFAULTS.listen;
+  const next: Partial<Settings> = {
+    clientId: answers.clientId ?? old.clientId,
+    clientSecret: answers.clientSecret ?? old.clientSecret,
+    tenant: answers.tenant ?? old.tenant ?? DEFAULTS.tenant,
+    authority: answers.authority ?? old.authority ?? DEFAULTS.authority,
+    listen,
+    publicUrl: answers.publicUrl ?? old.publicUrl ?? defaultPublicUrl(listen),
+    allowedOrigins: answers.allowedOrigins ?? old.allowedOrigins ?? [...DEFAULTS.allowedOrigins],
+    secretExpires: answers.secretExpires ?? old.secretExpires,
+    passcodeHash: old.passcodeHash,
+  };
+
+  const missing: string[] = [];
+  if (!next.clientId) missing.push('--client-id (or BROKER_CLIENT_ID)');
+  if (!next.clientSecret) missing.push('--client-secret-file PATH (or BROKER_CLIENT_SECRET)');
+  if (missing.length) {
+    throw new BrokerError('usage', `Missing: ${missing.join(', ')}.`, {
+      hint: 'Without a terminal, `broker init --non-interactive` needs these; see `broker init --help`.',
+    });
+  }
+
+  let newPasscode: string | undefined;
+  const passcode = answers.passcode;
+  if (passcode !== undefined) {
+    if (passcode.length < 8) throw new BrokerError('usage', '--passcode must be at least 8 characters.');
+    next.passcodeHash = await hashPasscode(passcode);
+  } else if (!next.passcodeHash) {
+    newPasscode = generatePasscode();
+    next.passcodeHash = await hashPasscode(newPasscode);
+  }
+
+  const problems = validateSettings(next, { requireSecret: true });
+  if (problems.length) throw new BrokerError('usage', `Invalid settings: ${problems.join('; ')}.`, { hint: 'Fix the flags and run `broker init` again.' });
+  writeSettings(home, next as Settings);
+
+  io.out(`Settings written to ${home} (mode 0600).`);
+  io.out(`Redirect URI to register in Entra (platform Web): ${next.publicUrl}/logged-in`);
+  if (newPasscode) {
+    io.out(`Connect passcode (shown once; needed to create connections): ${newPasscode}`);
+  }
+  io.out('Next: `broker serve`, then open ' + `${next.publicUrl}/` + ' to connect OneDrive.');
+}
+
+/** The wizard. Every question starts from the flag, the old answer, or the right default for a personal OneDrive. */
+async function askAll(given: Awaited<ReturnType<typeof fromFlagsAndEnv>>, old: Partial<Settings>, io: Io): Promise<typeof given> {
+  const { input, password, select, confirm } = await import('@inquirer/prompts');
+  const out = { ...given };
+  const check = (fn: (v: string) => string | null) => (v: string) => fn(v.trim()) ?? true;
+  io.out('broker init: set up your private OAuth token broker for OneDrive.\n');
+
+  out.listen ??= await input({ message: 'Listen on (HOST:PORT)', default: old.listen ?? DEFAULTS.listen, validate: check(validateListen) });
+  out.publicUrl ??= normaliseUrl(
+    await input({
+      message: 'Public URL (what your browser and Microsoft see; https, or http://localhost)',
+      default: old.publicUrl ?? defaultPublicUrl(out.listen),
+      validate: check((v) => validateHttpUrl(normaliseUrl(v), 'public-url')),
+    }),
+  );
+  io.out(`\n${registrationSteps(`${out.publicUrl}/logged-in`)}\n`);
+  out.tenant ??= await select({
+    message: 'Which accounts does the app accept?',
+    default: old.tenant ?? DEFAULTS.tenant,
+    choices: [
+      { name: 'Personal Microsoft accounts only (consumers)', value: 'consumers' },
+      { name: 'Work/school and personal accounts (common)', value: 'common' },
+      { name: 'Work/school accounts only (organizations)', value: 'organizations' },
+      ...(old.tenant && !['consumers', 'common', 'organizations'].includes(old.tenant) ? [{ name: `Tenant ${old.tenant}`, value: old.tenant }] : []),
+    ],
+  });
+  out.clientId ??= (await input({ message: 'Application (client) ID', default: old.clientId, validate: check(validateClientId) })).trim();
+  io.out(`\n${SECRET_STEPS}\n`);
+  if (!out.clientSecret) {
+    const keep = old.clientSecret ? await confirm({ message: 'Keep the app secret recorded before?', default: true }) : false;
+    if (!keep) out.clientSecret = (await password({ message: 'Client secret Value', mask: '*', validate: check(validateClientSecret) })).trim();
+  }
+  out.secretExpires ??=
+    (await input({
+      message: 'Secret expiry date (YYYY-MM-DD, empty if unknown)',
+      default: old.secretExpires,
+      validate: (v) => v.trim() === '' || /^\d{4}-\d{2}-\d{2}$/.test(v.trim()) || 'Use YYYY-MM-DD',
+    })).trim() || undefined;
+  io.out(`\n${PERMISSION_STEPS}\n`);
+  if (out.passcode === undefined) {
+    const choice = await select({
+      message: 'Connect passcode (needed to create connections)',
+      choices: [
+        ...(old.passcodeHash ? [{ name: 'Keep the current passcode', value: 'keep' }] : []),
+        { name: 'Generate a strong one and show it once', value: 'generate' },
+        { name: 'Type my own', value: 'type' },
+      ],
+    });
+    if (choice === 'type') out.passcode = await password({ message: 'Passcode (8+ characters)', mask: '*', validate: (v) => v.length >= 8 || 'At least 8 characters' });
+    if (choice === 'generate') out.passcode = undefined;
+    if (choice === 'generate' && old.passcodeHash) {
+      const p = generatePasscode();
+      io.out(`New connect passcode (shown once): ${p}`);
+      out.passcode = p;
+    }
+  }
+  for (const o of out.allowedOrigins ?? []) if (validateOrigin(o)) throw new BrokerError('usage', `--allowed-origin ${o} ${validateOrigin(o)}.`);
+  return out;
+}
+

@@ -1,0 +1,64 @@
+import type { Io } from './io.ts';
+import { openStore } from './open.ts';
+import type { ConnectionInfo } from '../store/store.ts';
+
+/** Microsoft ends a refresh token that was not used for 90 days (AADSTS700082). */
+export const IDLE_LIMIT_DAYS = 90;
+const DAY = 86_400_000;
+
+export function idleExpiry(c: ConnectionInfo): number {
+  return (c.lastRefreshAt ?? c.createdAt) + IDLE_LIMIT_DAYS * DAY;
+}
+
+export function listCommand(home: string, io: Io, opts: { json?: boolean }, now: () => number = Date.now): void {
+  const store = openStore(home);
+  let rows: ConnectionInfo[];
+  try {
+    rows = store.list();
+  } finally {
+    store.close();
+  }
+  const t = now();
+  if (opts.json) {
+    io.out(
+      JSON.stringify(
+        rows.map((c) => ({
+          keyid: c.keyid,
+          service: c.service,
+          created_at: iso(c.createdAt),
+          last_refresh_at: iso(c.lastRefreshAt),
+          state: c.state,
+          idle_expires_at: c.state === 'active' ? iso(idleExpiry(c)) : null,
+        })),
+        null,
+        2,
+      ),
+    );
+    return;
+  }
+  if (rows.length === 0) {
+    io.out('No connections yet. Run `broker serve` and open its start page to connect one.');
+    return;
+  }
+  const table = [
+    ['KEYID', 'SERVICE', 'STATE', 'CREATED', 'LAST REFRESH', 'IDLE EXPIRY'],
+    ...rows.map((c) => [
+      c.keyid,
+      c.service,
+      c.state,
+      day(c.createdAt),
+      c.lastRefreshAt ? day(c.lastRefreshAt) : 'never',
+      c.state === 'active' ? `in ${Math.max(0, Math.floor((idleExpiry(c) - t) / DAY))} days` : '-',
+    ]),
+  ];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+  for (const r of table) io.out(r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+}
+
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
+function day(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 16).replace('T', ' ');
+}

@@ -1,0 +1,78 @@
+import { Command, CommanderError, Option } from 'commander';
+import { brokerHome } from '../config/home.ts';
+import { asBrokerError } from '../errors.ts';
+import { VERSION } from '../version.ts';
+import { EXIT, EXIT_CODE } from './exit-codes.ts';
+import { initCommand } from './init.ts';
+import { processIo, type Io } from './io.ts';
+import { listCommand } from './list.ts';
+import { revokeCommand } from './revoke.ts';
+import { serveCommand } from './serve.ts';
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** Runs the CLI and returns the exit code; bin/broker.ts only sets it. */
+export async function main(argv: string[], io: Io = processIo()): Promise<number> {
+  // Files the broker creates are for its user only, whatever the shell's umask.
+  process.umask(0o077);
+  const program = new Command()
+    .name('broker')
+    .description('A private OAuth token broker for unattended backups (OneDrive).')
+    .version(VERSION, '-v, --version')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s.replace(/\n$/, '')), writeErr: (s) => io.err(s.replace(/\n$/, '')) })
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', `\nSettings and store live in BROKER_HOME (now: ${brokerHome(io.env)}).`);
+
+  program
+    .command('init')
+    .description('set up the broker: your Entra app, public URL, listen address, connect passcode')
+    .option('--non-interactive', 'never prompt; take answers from flags and BROKER_* variables')
+    .option('--client-id <guid>', 'Application (client) ID of your Entra app [BROKER_CLIENT_ID]')
+    .option('--client-secret-file <path>', 'file holding the client secret Value ("-" for stdin) [BROKER_CLIENT_SECRET]')
+    .option('--tenant <tenant>', 'consumers (default), common, organizations, or a tenant id [BROKER_TENANT]')
+    .option('--authority <url>', 'identity platform base URL (default https://login.microsoftonline.com) [BROKER_AUTHORITY]')
+    .option('--public-url <url>', 'URL the browser and Microsoft see; redirect URI is {public-url}/logged-in [BROKER_PUBLIC_URL]')
+    .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:8080) [BROKER_LISTEN]')
+    .option('--passcode <text>', 'connect passcode (generated and printed once if not given) [BROKER_PASSCODE]')
+    .option('--allowed-origin <origin>', 'origin allowed to receive the authid by postMessage (repeatable)', collect)
+    .option('--secret-expires <date>', 'expiry date of the client secret, YYYY-MM-DD [BROKER_SECRET_EXPIRES]')
+    .action(async (flags) => initCommand(flags, io));
+
+  program
+    .command('serve')
+    .description('run the HTTP server in the foreground (stops cleanly on SIGTERM/SIGINT)')
+    .addOption(new Option('--listen <host:port>', 'override the listen address'))
+    .action(async (flags) => serveCommand(flags, io));
+
+  program
+    .command('list')
+    .description('show the connections (no secrets)')
+    .option('--json', 'print a JSON array')
+    .action((flags) => listCommand(brokerHome(io.env), io, flags));
+
+  program
+    .command('revoke')
+    .description('end a connection for good, at once (also while serve runs)')
+    .argument('<keyid-or-authid>', 'the keyid from `broker list`, or the whole AuthID')
+    .action(async (target: string) => revokeCommand(brokerHome(io.env), io, target));
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return EXIT.ok;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
+      return EXIT.usage;
+    }
+    const e = asBrokerError(err);
+    if ((err as Error)?.name === 'ExitPromptError') {
+      io.err('broker: cancelled; nothing was changed.');
+      return 130;
+    }
+    io.err(`broker: ${e.message}`);
+    if (e.hint) io.err(`hint: ${e.hint}`);
+    if (e.code === 'internal' && io.env.BROKER_DEBUG) io.err(String((e.cause as Error)?.stack ?? e.cause));
+    return EXIT_CODE[e.code];
+  }
+}

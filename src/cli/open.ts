@@ -1,0 +1,38 @@
+import { join } from 'node:path';
+import { Broker } from '../broker/broker.ts';
+import type { Logger } from '../broker/context.ts';
+import { ensureHome, STORE_FILE } from '../config/home.ts';
+import { loadSettings, type Settings } from '../config/settings.ts';
+import { loadSodium } from '../crypto/sodium.ts';
+import { Store } from '../store/store.ts';
+import type { Fetch } from '../oauth/token-endpoint.ts';
+
+export function openStore(home: string): Store {
+  ensureHome(home);
+  return Store.open(join(home, STORE_FILE));
+}
+
+export async function openBroker(
+  home: string,
+  env: Record<string, string | undefined>,
+  deps: { fetch: Fetch; now: () => number; log: Logger },
+): Promise<{ broker: Broker; settings: Settings; store: Store }> {
+  const settings = loadSettings(home, env);
+  const sodium = await loadSodium();
+  const store = openStore(home);
+  const broker = new Broker({
+    config: {
+      clientId: settings.clientId,
+      clientSecret: settings.clientSecret!,
+      tenant: settings.tenant,
+      authority: settings.authority,
+      publicUrl: settings.publicUrl,
+      passcodeHash: settings.passcodeHash,
+      allowedOrigins: settings.allowedOrigins,
+    },
+    store,
+    sodium,
+    ...deps,
+  });
+  return { broker, settings, store };
+}

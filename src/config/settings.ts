@@ -1,0 +1,165 @@
+import Conf from 'conf';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { BrokerError } from '../errors.ts';
+import { ensureHome, SETTINGS_FILE } from './home.ts';
+
+/** Everything `broker init` records. Stored 0600 in BROKER_HOME. */
+export interface Settings {
+  clientId: string;
+  /** May be absent from the file when the secret comes from BROKER_CLIENT_SECRET. */
+  clientSecret?: string;
+  tenant: string;
+  authority: string;
+  publicUrl: string;
+  listen: string;
+  passcodeHash: string;
+  allowedOrigins: string[];
+  /** YYYY-MM-DD, as shown in the Entra portal; used for expiry warnings. */
+  secretExpires?: string;
+}
+
+export const DEFAULTS = {
+  tenant: 'consumers',
+  authority: 'https://login.microsoftonline.com',
+  listen: '127.0.0.1:8080',
+  // Duplicati's web UI, where its popup expects the `authid:` message from.
+  allowedOrigins: ['http://localhost:8200', 'http://127.0.0.1:8200'],
+} as const;
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function validateClientId(v: string): string | null {
+  return GUID.test(v) ? null : 'must be the Application (client) ID, a GUID like 00000000-0000-0000-0000-000000000000';
+}
+
+export function validateClientSecret(v: string): string | null {
+  if (!v) return 'is empty';
+  // The portal shows both the secret's ID (a GUID) and its Value; only the Value works.
+  if (GUID.test(v.trim())) return 'looks like the secret\'s ID (a GUID); copy the secret\'s Value instead';
+  if (v.length > 1024 || /[\r\n]/.test(v)) return 'must be one line';
+  return null;
+}
+
+export function validateTenant(v: string): string | null {
+  if (['common', 'organizations', 'consumers'].includes(v) || GUID.test(v) || /^[a-z0-9][a-z0-9.-]*\.[a-z]{2,}$/i.test(v)) return null;
+  return 'must be consumers, common, organizations, a tenant id (GUID) or a tenant domain';
+}
+
+export function validateHttpUrl(v: string, what: 'public-url' | 'authority'): string | null {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    return 'is not a URL';
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return 'must start with https:// (or http:// for localhost)';
+  if (u.search || u.hash) return 'must not have a query or fragment';
+  if (u.username || u.password) return 'must not contain a user name or password';
+  if (what === 'public-url' && u.pathname !== '/' && u.pathname !== '') {
+    return 'must be the root of a host (Duplicati drops the path when it builds its login link)';
+  }
+  return null;
+}
+
+export function validateListen(v: string): string | null {
+  const m = /^(\[[0-9a-f:]+\]|[a-z0-9.-]+):(\d{1,5})$/i.exec(v);
+  if (!m || Number(m[2]) > 65535) return 'must be HOST:PORT, like 127.0.0.1:8080';
+  return null;
+}
+
+export function validateOrigin(v: string): string | null {
+  try {
+    const u = new URL(v);
+    if (u.origin !== v.replace(/\/$/, '')) return 'must be an origin like http://localhost:8200 (no path)';
+    return null;
+  } catch {
+    return 'is not an origin like http://localhost:8200';
+  }
+}
+
+export function normaliseUrl(v: string): string {
+  return v.trim().replace(/\/+$/, '');
+}
+
+/** Every problem at once, each naming its setting: a person fixes them in one go. */
+export function validateSettings(s: Partial<Settings>, opts: { requireSecret: boolean }): string[] {
+  const problems: string[] = [];
+  const check = (name: string, value: unknown, fn: (v: string) => string | null) => {
+    if (typeof value !== 'string' || value === '') problems.push(`${name} is missing`);
+    else {
+      const p = fn(value);
+      if (p) problems.push(`${name} ${p}`);
+    }
+  };
+  check('client-id', s.clientId, validateClientId);
+  if (opts.requireSecret || s.clientSecret !== undefined) check('client-secret', s.clientSecret, validateClientSecret);
+  check('tenant', s.tenant, validateTenant);
+  check('authority', s.authority, (v) => validateHttpUrl(v, 'authority'));
+  check('public-url', s.publicUrl, (v) => validateHttpUrl(v, 'public-url'));
+  check('listen', s.listen, validateListen);
+  if (typeof s.passcodeHash !== 'string' || !s.passcodeHash.startsWith('$argon2')) problems.push('passcode is missing (run `broker init`)');
+  for (const o of s.allowedOrigins ?? []) {
+    const p = validateOrigin(o);
+    if (p) problems.push(`allowed-origin ${o.slice(0, 80)} ${p}`);
+  }
+  if (s.secretExpires !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(s.secretExpires)) problems.push('secret-expires must be a date YYYY-MM-DD');
+  return problems;
+}
+
+function store(home: string): Conf<Settings> {
+  ensureHome(home);
+  return new Conf<Settings>({
+    cwd: home,
+    configName: SETTINGS_FILE.replace(/\.json$/, ''),
+    projectSuffix: '',
+    configFileMode: 0o600,
+    // No schema/migrations: we validate ourselves, with messages that name flags.
+    clearInvalidConfig: false,
+  });
+}
+
+export function settingsExist(home: string): boolean {
+  return existsSync(join(home, SETTINGS_FILE));
+}
+
+export function readSettings(home: string): Partial<Settings> {
+  if (!settingsExist(home)) return {};
+  try {
+    return { ...store(home).store };
+  } catch (e) {
+    throw new BrokerError('config_invalid', `The settings file ${join(home, SETTINGS_FILE)} cannot be read.`, {
+      cause: e,
+      hint: 'Fix or remove it and run `broker init` again.',
+    });
+  }
+}
+
+/** Loads and validates the settings; the app secret may come from the environment instead. */
+export function loadSettings(home: string, env: Record<string, string | undefined>): Settings {
+  if (!settingsExist(home)) {
+    throw new BrokerError('config_missing', `No settings in ${home}.`, { hint: 'Run `broker init` first (or set BROKER_HOME).' });
+  }
+  const s = readSettings(home);
+  if (env.BROKER_CLIENT_SECRET) s.clientSecret = env.BROKER_CLIENT_SECRET;
+  s.allowedOrigins ??= [...DEFAULTS.allowedOrigins];
+  const problems = validateSettings(s, { requireSecret: true });
+  if (problems.length) {
+    throw new BrokerError('config_invalid', `The settings in ${join(home, SETTINGS_FILE)} are incomplete: ${problems.join('; ')}.`, {
+      hint: 'Run `broker init` again to fix them.',
+    });
+  }
+  return s as Settings;
+}
+
+export function writeSettings(home: string, s: Settings): void {
+  try {
+    const c = store(home);
+    c.store = s;
+  } catch (e) {
+    throw new BrokerError('store_error', `Cannot write the settings in ${home}: ${(e as NodeJS.ErrnoException).code ?? 'error'}.`, {
+      cause: e,
+      hint: 'Check permissions and free space in BROKER_HOME; the old settings are unchanged.',
+    });
+  }
+}

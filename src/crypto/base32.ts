@@ -1,0 +1,50 @@
+/**
+ * RFC 4648 base32, lowercase, no padding. Used for authids because it survives
+ * URLs, headers, shell quoting and double-click selection, and has no look-alike
+ * punctuation. Only whole 5-byte groups are encoded so every string has exactly
+ * one decoding (no loose trailing bits to normalise).
+ */
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
+const LOOKUP = new Int8Array(128).fill(-1);
+for (let i = 0; i < ALPHABET.length; i++) LOOKUP[ALPHABET.charCodeAt(i)] = i;
+
+export function base32Encode(bytes: Uint8Array): string {
+  if (bytes.length % 5 !== 0) throw new RangeError('base32Encode: length must be a multiple of 5');
+  let out = '';
+  for (let i = 0; i < bytes.length; i += 5) {
+    // 40 bits do not fit in a 32-bit int; split into a high byte and the low 32 bits.
+    const hi = bytes[i]!;
+    const lo = ((bytes[i + 1]! << 24) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 8) | bytes[i + 4]!) >>> 0;
+    const v = hi * 2 ** 32 + lo;
+    for (let s = 35; s >= 0; s -= 5) out += ALPHABET[Math.floor(v / 2 ** s) % 32];
+  }
+  return out;
+}
+
+/** Returns null (never throws) for anything that is not canonical lowercase base32 of whole groups. */
+export function base32Decode(text: string): Uint8Array | null {
+  if (text.length % 8 !== 0) return null;
+  const out = new Uint8Array((text.length / 8) * 5);
+  for (let g = 0; g < text.length / 8; g++) {
+    let v = 0;
+    for (let j = 0; j < 8; j++) {
+      const c = text.charCodeAt(g * 8 + j);
+      const d = c < 128 ? LOOKUP[c]! : -1;
+      if (d < 0) return null;
+      v = v * 32 + d;
+    }
+    for (let j = 4; j >= 0; j--) {
+      out[g * 5 + j] = v % 256;
+      v = Math.floor(v / 256);
+    }
+  }
+  return out;
+}
+
+export function isBase32(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 128 || LOOKUP[c]! < 0) return false;
+  }
+  return true;
+}

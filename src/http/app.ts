@@ -1,0 +1,281 @@
+import { randomBytes } from 'node:crypto';
+import type { Broker } from '../broker/broker.ts';
+import { short } from '../broker/tokens.ts';
+import { asBrokerError, BrokerError } from '../errors.ts';
+import { DEFAULT_SERVICE_ID, findService, MICROSOFT } from '../oauth/services.ts';
+import { describe, errorHeaders, HTTP_STATUS, jsonError } from './errors.ts';
+import { loggedInPage, messagePage, revokePage, startPage, unknownServicePage } from './pages.ts';
+import { authIdFrom, field, readForm } from './request.ts';
+
+export interface RequestLog {
+  method: string;
+  route: string;
+  status: number;
+  ms: number;
+  keyid?: string;
+  error?: string;
+}
+
+export interface AppOptions {
+  broker: Broker;
+  version: string;
+  log?: (entry: RequestLog) => void;
+  now?: () => number;
+}
+
+/** Per-request facts the handlers need besides the Request. */
+export interface ClientInfo {
+  address: string;
+}
+
+interface Exchange {
+  req: Request;
+  url: URL;
+  client: ClientInfo;
+  nonce: string;
+  /** Set by handlers that learn the keyid, for the request log (first characters only). */
+  keyid?: string;
+}
+
+type Handler = (x: Exchange) => Promise<Response> | Response;
+
+const KNOWN_ROUTES = new Set(['/', '/login', '/logged-in', '/refresh', '/revoke', '/revoked', '/healthz']);
+
+/**
+ * The whole HTTP surface as a plain `Request → Response` function: routes, pages
+ * and the one error mapping. server.ts binds it to a socket; tests call it directly.
+ */
+export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo) => Promise<Response> {
+  const { broker } = opts;
+  const { config } = broker.ctx;
+  const now = opts.now ?? Date.now;
+  const secureCookie = config.publicUrl.startsWith('https://');
+  const cookieName = secureCookie ? '__Host-broker_login' : 'broker_login';
+  const authorityOrigin = new URL(config.authority).origin;
+
+  const routes: Record<string, Partial<Record<string, Handler>>> = {
+    '/': { GET: start, HEAD: start },
+    '/login': { GET: loginGet, POST: loginPost },
+    '/logged-in': { GET: loggedIn },
+    '/refresh': { GET: refresh, POST: refresh },
+    '/revoke': { GET: revokeForm, HEAD: revokeForm, POST: revoke },
+    '/revoked': { POST: revoke },
+    '/healthz': { GET: healthz, HEAD: healthz },
+  };
+
+  function start(x: Exchange): Response {
+    const type = x.url.searchParams.get('type');
+    const token = x.url.searchParams.get('token') ?? undefined;
+    if (type !== null && !findService(type)) {
+      return html(x, 404, unknownServicePage({ nonce: x.nonce, requested: type, services: broker.login.services() }));
+    }
+    const services = type ? broker.login.services().filter((s) => s.id === type) : broker.login.services();
+    return html(x, 200, startPage({ nonce: x.nonce, services, selected: type ?? DEFAULT_SERVICE_ID, fetchToken: token?.slice(0, 128) }));
+  }
+
+  function loginGet(x: Exchange): Response {
+    // The passcode is never taken from a URL; send the browser to the form for this service.
+    const id = x.url.searchParams.get('id');
+    const to = id && findService(id) ? `/?type=${encodeURIComponent(id)}` : '/';
+    return redirect(to);
+  }
+
+  async function loginPost(x: Exchange): Promise<Response> {
+    const form = await readForm(x.req);
+    const serviceId = field(form, 'id', 64) || DEFAULT_SERVICE_ID;
+    const passcode = field(form, 'passcode', 1024) ?? '';
+    const services = broker.login.services();
+    try {
+      const started = await broker.login.start({ serviceId, passcode, client: x.client.address });
+      const res = redirect(started.authorizeUrl);
+      res.headers.append(
+        'set-cookie',
+        new Bun.Cookie(cookieName, started.cookieValue, {
+          httpOnly: true,
+          // Lax, not Strict: the callback is a top-level navigation from Microsoft's site.
+          sameSite: 'lax',
+          secure: secureCookie,
+          path: '/',
+          maxAge: started.maxAgeSeconds,
+        }).serialize(),
+      );
+      return res;
+    } catch (err) {
+      const e = asBrokerError(err);
+      if (e.code === 'unknown_service') return html(x, 404, unknownServicePage({ nonce: x.nonce, requested: serviceId, services }), e);
+      if (e.code === 'passcode_invalid' || e.code === 'rate_limited') {
+        const page = startPage({ nonce: x.nonce, services, selected: serviceId, error: describe(e) });
+        return html(x, HTTP_STATUS[e.code], page, e);
+      }
+      throw e;
+    }
+  }
+
+  async function loggedIn(x: Exchange): Promise<Response> {
+    const q = x.url.searchParams;
+    const cookieValue = new Bun.CookieMap(x.req.headers.get('cookie') ?? '').get(cookieName);
+    const result = await broker.login.finish({ state: q.get('state'), code: q.get('code'), error: q.get('error'), cookieValue });
+    x.keyid = result.keyid;
+    const page = loggedInPage({
+      nonce: x.nonce,
+      authid: result.authid,
+      keyid: result.keyid,
+      service: result.service,
+      account: result.account,
+      publicUrl: config.publicUrl,
+      allowedOrigins: config.allowedOrigins,
+    });
+    const res = html(x, 200, page);
+    res.headers.append('set-cookie', new Bun.Cookie(cookieName, '', { path: '/', maxAge: 0, httpOnly: true, secure: secureCookie, sameSite: 'lax' }).serialize());
+    return res;
+  }
+
+  async function refresh(x: Exchange): Promise<Response> {
+    const form = await readForm(x.req);
+    const authid = authIdFrom(x.req, x.url, form);
+    if (!authid) {
+      // Duplicati's new UI opens `<oauth-url>?type=…`; with --oauth-url=…/refresh that is this route.
+      const type = x.url.searchParams.get('type');
+      if (type !== null && x.req.method === 'GET') return redirect(`/?type=${encodeURIComponent(type)}`);
+      throw new BrokerError('authid_missing', 'No AuthID in the request.', {
+        hint: 'Send it in the X-AuthID header (or the authid field, or Authorization: Bearer).',
+      });
+    }
+    const token = await broker.tokens.getAccessToken(authid);
+    x.keyid = token.keyid;
+    const expires = Math.max(0, Math.floor((token.expiresAt - now()) / 1000));
+    const headers = new Headers({ 'cache-control': 'no-store', pragma: 'no-cache', vary: 'Accept' });
+    if (wantsPlainText(x.req)) {
+      headers.set('content-type', 'text/plain; charset=utf-8');
+      return new Response(token.accessToken, { headers });
+    }
+    headers.set('content-type', 'application/json; charset=utf-8');
+    const body = {
+      access_token: token.accessToken,
+      expires,
+      type: token.service,
+      token_type: 'Bearer',
+      expires_at: new Date(token.expiresAt).toISOString(),
+    };
+    return new Response(JSON.stringify(body), { headers });
+  }
+
+  function revokeForm(x: Exchange): Response {
+    return html(x, 200, revokePage({ nonce: x.nonce, consentUrl: MICROSOFT.consentManagementUrl }));
+  }
+
+  async function revoke(x: Exchange): Promise<Response> {
+    const form = await readForm(x.req);
+    const authid = x.req.headers.get('x-authid') || field(form, 'authid', 600);
+    const browser = wantsHtml(x.req);
+    try {
+      if (!authid) throw new BrokerError('authid_missing', 'No AuthID in the request.', { hint: 'Send it in the X-AuthID header or the authid form field.' });
+      const r = broker.revokeWithAuthId(authid);
+      x.keyid = r.keyid;
+      const text = r.alreadyRevoked ? 'This AuthID was already revoked.' : 'The AuthID is revoked; the connection is deleted.';
+      if (browser) return html(x, 200, revokePage({ nonce: x.nonce, consentUrl: MICROSOFT.consentManagementUrl, done: text }));
+      return json({ revoked: true, keyid: r.keyid, already_revoked: r.alreadyRevoked }, 200);
+    } catch (err) {
+      const e = asBrokerError(err);
+      if (!browser || HTTP_STATUS[e.code] >= 500) throw e;
+      return html(x, HTTP_STATUS[e.code], revokePage({ nonce: x.nonce, consentUrl: MICROSOFT.consentManagementUrl, error: describe(e) }), e);
+    }
+  }
+
+  function healthz(): Response {
+    return json({ status: 'ok', version: opts.version }, 200);
+  }
+
+  function html(x: Exchange, status: number, body: string, err?: BrokerError): Response {
+    const headers = pageHeaders(x.nonce, authorityOrigin);
+    if (err) for (const [k, v] of errorHeaders(err)) headers.set(k, v);
+    return new Response(x.req.method === 'HEAD' ? null : body, { status, headers });
+  }
+
+  function errorPage(x: Exchange, e: BrokerError): Response {
+    const status = HTTP_STATUS[e.code];
+    const title = e.code === 'login_state_invalid' || e.code === 'login_failed' ? 'Login not completed' : 'Something went wrong';
+    return html(x, status, messagePage({ nonce: x.nonce, title, message: e.message, detail: e.hint, isError: true }), e);
+  }
+
+  return async function handle(req: Request, client: ClientInfo = { address: 'unknown' }): Promise<Response> {
+    const t0 = performance.now();
+    let url: URL;
+    try {
+      url = new URL(req.url);
+    } catch {
+      url = new URL('http://invalid/');
+    }
+    const route = KNOWN_ROUTES.has(url.pathname) ? url.pathname : 'other';
+    const x: Exchange = { req, url, client, nonce: randomBytes(16).toString('base64') };
+    let res: Response;
+    let error: string | undefined;
+    try {
+      const methods = routes[url.pathname];
+      if (!methods) throw new BrokerError('not_found', 'There is no such page on this broker.');
+      const handler = methods[req.method];
+      if (!handler) throw new BrokerError('method_not_allowed', `${route} does not accept ${req.method.slice(0, 10)}.`);
+      res = await handler(x);
+    } catch (err) {
+      const e = asBrokerError(err);
+      error = e.code;
+      if (e.code === 'internal') opts.log?.({ method: req.method, route, status: 500, ms: 0, error: `internal: ${String((e.cause as Error)?.stack ?? e.cause)}` });
+      res = isPageRoute(url.pathname) && wantsHtml(req) ? errorPage(x, e) : jsonError(e);
+    }
+    opts.log?.({
+      method: req.method.slice(0, 10),
+      route,
+      status: res.status,
+      ms: Math.round((performance.now() - t0) * 100) / 100,
+      keyid: x.keyid ? short(x.keyid) : undefined,
+      error,
+    });
+    return res;
+  };
+}
+
+function isPageRoute(path: string): boolean {
+  return path === '/' || path === '/login' || path === '/logged-in' || path === '/revoke' || path === '/revoked';
+}
+
+function wantsHtml(req: Request): boolean {
+  return (req.headers.get('accept') ?? '').includes('text/html');
+}
+
+function wantsPlainText(req: Request): boolean {
+  const accept = (req.headers.get('accept') ?? '').toLowerCase();
+  return accept.includes('text/plain') && !accept.includes('application/json');
+}
+
+function redirect(location: string): Response {
+  return new Response(null, { status: 302, headers: { location, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' } });
+}
+
+function json(body: unknown, status: number): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
+  });
+}
+
+/** Pages may show an authid or take a passcode: never cached, never framed, never referred. */
+function pageHeaders(nonce: string, authorityOrigin: string): Headers {
+  return new Headers({
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-store',
+    'content-security-policy': [
+      "default-src 'none'",
+      `script-src 'nonce-${nonce}'`,
+      `style-src 'nonce-${nonce}'`,
+      "img-src 'self' data:",
+      // The login form's answer redirects to Microsoft; browsers check form-action on that redirect.
+      `form-action 'self' ${authorityOrigin}`,
+      "frame-ancestors 'none'",
+      "base-uri 'none'",
+    ].join('; '),
+    'x-frame-options': 'DENY',
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'no-referrer',
+  });
+}
+

@@ -1,0 +1,181 @@
+import { Database, type Statement } from 'bun:sqlite';
+import { chmodSync, existsSync } from 'node:fs';
+import { BrokerError } from '../errors.ts';
+import { MIGRATIONS } from './migrations.ts';
+
+export type ConnectionState = 'active' | 'login_required' | 'revoked';
+
+/** What anyone may see about a connection: nothing here is secret. */
+export interface ConnectionInfo {
+  keyid: string;
+  service: string;
+  state: ConnectionState;
+  version: number;
+  createdAt: number;
+  lastRefreshAt: number | null;
+  lastUsedAt: number | null;
+  stateChangedAt: number | null;
+  stateReason: string | null;
+}
+
+export interface ConnectionRecord extends ConnectionInfo {
+  checkTag: Uint8Array;
+  sealed: Uint8Array | null;
+}
+
+interface Row {
+  keyid: string;
+  service: string;
+  state: ConnectionState;
+  check_tag: Uint8Array;
+  sealed: Uint8Array | null;
+  version: number;
+  created_at: number;
+  last_refresh_at: number | null;
+  last_used_at: number | null;
+  state_changed_at: number | null;
+  state_reason: string | null;
+}
+
+const INFO_COLUMNS = 'keyid, service, state, version, created_at, last_refresh_at, last_used_at, state_changed_at, state_reason';
+
+function toInfo(r: Omit<Row, 'check_tag' | 'sealed'>): ConnectionInfo {
+  return {
+    keyid: r.keyid,
+    service: r.service,
+    state: r.state,
+    version: r.version,
+    createdAt: r.created_at,
+    lastRefreshAt: r.last_refresh_at,
+    lastUsedAt: r.last_used_at,
+    stateChangedAt: r.state_changed_at,
+    stateReason: r.state_reason,
+  };
+}
+
+/**
+ * The connection store: one SQLite file in BROKER_HOME. WAL lets `broker list` and
+ * `broker revoke` work while `serve` holds it open; synchronous=FULL because a
+ * committed refresh-token rotation must survive a power cut, and rotations are
+ * rare enough (one per connection per hour) for the fsync not to matter.
+ */
+export class Store {
+  private readonly db: Database;
+  private readonly stmts: {
+    get: Statement<Row, [string]>;
+    insert: Statement<unknown, [string, string, Uint8Array, Uint8Array, number]>;
+    cas: Statement<unknown, [Uint8Array, number, string, number]>;
+    setState: Statement<unknown, [ConnectionState, number, string | null, string, number]>;
+    revoke: Statement<unknown, [number, string]>;
+    list: Statement<Omit<Row, 'check_tag' | 'sealed'>, []>;
+  };
+
+  private constructor(db: Database) {
+    this.db = db;
+    this.stmts = {
+      get: db.query(`SELECT ${INFO_COLUMNS}, check_tag, sealed FROM connections WHERE keyid = ?`),
+      insert: db.query(
+        `INSERT INTO connections (keyid, service, state, check_tag, sealed, version, created_at, state_changed_at)
+         VALUES (?1, ?2, 'active', ?3, ?4, 1, ?5, ?5)`,
+      ),
+      cas: db.query(
+        `UPDATE connections SET sealed = ?1, version = version + 1, last_refresh_at = ?2
+         WHERE keyid = ?3 AND version = ?4 AND state = 'active'`,
+      ),
+      setState: db.query(
+        `UPDATE connections SET state = ?1, state_changed_at = ?2, state_reason = ?3, version = version + 1
+         WHERE keyid = ?4 AND version = ?5 AND state = 'active'`,
+      ),
+      revoke: db.query(
+        `UPDATE connections SET state = 'revoked', sealed = NULL, version = version + 1,
+           state_changed_at = ?1, state_reason = 'revoked'
+         WHERE keyid = ?2 AND state != 'revoked'`,
+      ),
+      list: db.query(`SELECT ${INFO_COLUMNS} FROM connections ORDER BY created_at, keyid`),
+    };
+  }
+
+  static open(path: string): Store {
+    let db: Database;
+    try {
+      db = new Database(path, { create: true, strict: true });
+    } catch (e) {
+      throw new BrokerError('store_error', `Cannot open the store at ${path}.`, {
+        cause: e,
+        hint: 'Check that BROKER_HOME exists, is writable by this user, and the disk is not full.',
+      });
+    }
+    try {
+      db.exec('PRAGMA journal_mode = WAL');
+      db.exec('PRAGMA synchronous = FULL');
+      db.exec('PRAGMA busy_timeout = 5000');
+      db.exec('PRAGMA foreign_keys = ON');
+      migrate(db);
+    } catch (e) {
+      db.close();
+      throw new BrokerError('store_error', `Cannot prepare the store at ${path}: ${(e as Error).message}`, {
+        cause: e,
+        hint: 'Check permissions and free space in BROKER_HOME.',
+      });
+    }
+    // SQLite creates the -wal/-shm companions with the process umask; tighten them too.
+    for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
+    return new Store(db);
+  }
+
+  get(keyid: string): ConnectionRecord | null {
+    const r = this.stmts.get.get(keyid);
+    if (!r) return null;
+    return { ...toInfo(r), checkTag: r.check_tag, sealed: r.sealed };
+  }
+
+  insert(c: { keyid: string; service: string; checkTag: Uint8Array; sealed: Uint8Array; now: number }): void {
+    this.write(() => this.stmts.insert.run(c.keyid, c.service, c.checkTag, c.sealed, c.now));
+  }
+
+  /** Replaces the envelope only if nobody else changed the row since `expectedVersion`. */
+  compareAndSwap(keyid: string, expectedVersion: number, sealed: Uint8Array, now: number): boolean {
+    return this.write(() => this.stmts.cas.run(sealed, now, keyid, expectedVersion)).changes === 1;
+  }
+
+  setState(keyid: string, expectedVersion: number, state: ConnectionState, reason: string | null, now: number): boolean {
+    return this.write(() => this.stmts.setState.run(state, now, reason, keyid, expectedVersion)).changes === 1;
+  }
+
+  /** Wipes the envelope for good. Returns false if there was nothing active to revoke. */
+  revoke(keyid: string, now: number): boolean {
+    return this.write(() => this.stmts.revoke.run(now, keyid)).changes === 1;
+  }
+
+  list(): ConnectionInfo[] {
+    return this.stmts.list.all().map(toInfo);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  private write<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      throw new BrokerError('store_error', `The store could not be written: ${(e as Error).message}`, {
+        cause: e,
+        hint: 'Check free space and permissions in BROKER_HOME; nothing was changed.',
+      });
+    }
+  }
+}
+
+function migrate(db: Database): void {
+  const current = (db.query('PRAGMA user_version').get() as { user_version: number }).user_version;
+  if (current > MIGRATIONS.length) {
+    throw new Error(`store schema version ${current} is newer than this broker understands (${MIGRATIONS.length})`);
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.exec(`PRAGMA user_version = ${v + 1}`);
+    })();
+  }
+}

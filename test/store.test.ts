@@ -1,0 +1,101 @@
+import { Database } from 'bun:sqlite';
+import { mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Store } from '../src/store/store.ts';
+import { MIGRATIONS } from '../src/store/migrations.ts';
+
+const dirs: Store[] = [];
+function fresh(): { store: Store; path: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'broker-store-'));
+  const path = join(dir, 'broker.db');
+  const store = Store.open(path);
+  dirs.push(store);
+  return { store, path };
+}
+afterEach(() => {
+  for (const s of dirs.splice(0)) {
+    try {
+      s.close();
+    } catch {}
+  }
+});
+
+const tag = new Uint8Array(32).fill(7);
+const box = (n: number) => new Uint8Array(64).fill(n);
+
+describe('store', () => {
+  it('migrates a new file to the current schema, in WAL mode, private to its owner', () => {
+    const { store, path } = fresh();
+    store.insert({ keyid: 'bk1a', service: 'onedrivev2', checkTag: tag, sealed: box(1), now: 1000 });
+    const db = new Database(path, { readonly: true });
+    expect((db.query('PRAGMA user_version').get() as { user_version: number }).user_version).toBe(MIGRATIONS.length);
+    expect((db.query('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode).toBe('wal');
+    db.close();
+    for (const f of [path, `${path}-wal`, `${path}-shm`]) expect(statSync(f).mode & 0o777).toBe(0o600);
+  });
+
+  it('re-opens an existing store without re-running migrations', () => {
+    const { store, path } = fresh();
+    store.insert({ keyid: 'bk1a', service: 'onedrivev2', checkTag: tag, sealed: box(1), now: 1000 });
+    store.close();
+    const again = Store.open(path);
+    dirs.push(again);
+    expect(again.get('bk1a')?.service).toBe('onedrivev2');
+  });
+
+  it('refuses a store from a newer broker instead of damaging it', () => {
+    const { store, path } = fresh();
+    store.close();
+    const db = new Database(path);
+    db.exec(`PRAGMA user_version = ${MIGRATIONS.length + 1}`);
+    db.close();
+    expect(() => Store.open(path)).toThrow(/newer than this broker/);
+  });
+
+  it('compare-and-swap: only the writer holding the current version wins', () => {
+    const { store } = fresh();
+    store.insert({ keyid: 'bk1a', service: 'onedrivev2', checkTag: tag, sealed: box(1), now: 1000 });
+    const v = store.get('bk1a')!.version;
+    expect(store.compareAndSwap('bk1a', v, box(2), 2000)).toBe(true);
+    // A second writer that read the same version loses and changes nothing.
+    expect(store.compareAndSwap('bk1a', v, box(3), 3000)).toBe(false);
+    const r = store.get('bk1a')!;
+    expect(r.version).toBe(v + 1);
+    expect(r.sealed).toEqual(box(2));
+    expect(r.lastRefreshAt).toBe(2000);
+  });
+
+  it('revoke wipes the envelope, keeps the check tag, and blocks later swaps', () => {
+    const { store } = fresh();
+    store.insert({ keyid: 'bk1a', service: 'onedrivev2', checkTag: tag, sealed: box(1), now: 1000 });
+    const v = store.get('bk1a')!.version;
+    expect(store.revoke('bk1a', 5000)).toBe(true);
+    expect(store.revoke('bk1a', 6000)).toBe(false);
+    const r = store.get('bk1a')!;
+    expect(r.state).toBe('revoked');
+    expect(r.sealed).toBeNull();
+    expect(r.checkTag).toEqual(tag);
+    expect(store.compareAndSwap('bk1a', v + 1, box(9), 7000)).toBe(false);
+    expect(store.get('bk1a')!.sealed).toBeNull();
+  });
+
+  it('a second process sees a revoke at once (WAL, two connections)', () => {
+    const { store, path } = fresh();
+    store.insert({ keyid: 'bk1a', service: 'onedrivev2', checkTag: tag, sealed: box(1), now: 1000 });
+    const other = Store.open(path);
+    dirs.push(other);
+    expect(other.revoke('bk1a', 2000)).toBe(true);
+    expect(store.get('bk1a')!.state).toBe('revoked');
+  });
+
+  it('lists connections without secrets', () => {
+    const { store } = fresh();
+    store.insert({ keyid: 'bk1a', service: 'onedrivev2', checkTag: tag, sealed: box(1), now: 1000 });
+    const [row] = store.list();
+    expect(row).toMatchObject({ keyid: 'bk1a', service: 'onedrivev2', state: 'active', createdAt: 1000 });
+    expect(Object.keys(row!)).not.toContain('sealed');
+    expect(Object.keys(row!)).not.toContain('checkTag');
+  });
+});
