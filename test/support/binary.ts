@@ -1,0 +1,140 @@
+/**
+ * Runs the compiled binary (dist/broker) as a user would: separate processes,
+ * a private BROKER_HOME, stdin not a terminal.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const BINARY = resolve(import.meta.dirname, '../../dist/broker');
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function newHome(): string {
+  return join(mkdtempSync(join(tmpdir(), 'broker-e2e-')), 'home');
+}
+
+export function run(args: string[], env: Record<string, string> = {}, opts: { timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(BINARY, args, { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`broker ${args.join(' ')} did not finish within ${opts.timeoutMs ?? 10_000} ms\n${stderr}`));
+    }, opts.timeoutMs ?? 10_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolvePromise({ code, stdout, stderr });
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+export async function initHome(p: { home: string; clientId: string; clientSecret: string; authority: string; port: number; passcode: string }): Promise<RunResult> {
+  const secretFile = join(p.home, '..', 'client-secret');
+  writeFileSync(secretFile, `${p.clientSecret}\n`, { mode: 0o600 });
+  return run(
+    [
+      'init',
+      '--non-interactive',
+      '--client-id',
+      p.clientId,
+      '--client-secret-file',
+      secretFile,
+      '--authority',
+      p.authority,
+      '--public-url',
+      `http://127.0.0.1:${p.port}`,
+      '--listen',
+      `127.0.0.1:${p.port}`,
+      '--passcode',
+      p.passcode,
+    ],
+    { BROKER_HOME: p.home },
+  );
+}
+
+export interface Served {
+  child: ChildProcess;
+  url: string;
+  stderr(): string;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export async function serve(home: string, env: Record<string, string> = {}): Promise<Served> {
+  const child = spawn(BINARY, ['serve'], { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', BROKER_HOME: home, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+  const url = await new Promise<string>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`serve did not start:\n${err}`)), 10_000);
+    child.stderr!.on('data', (d) => {
+      err += d;
+      const m = /listening on (http:\/\/\S+)/.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        res(m[1]!);
+      }
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      rej(new Error(`serve exited with ${code}:\n${err}`));
+    });
+  });
+  child.stdout!.resume();
+  return {
+    child,
+    url,
+    stderr: () => err,
+    exited,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** The browser part of connecting, done with fetch: start page form, Microsoft login, callback with the cookie. */
+export async function connectOverHttp(
+  baseUrl: string,
+  passcode: string,
+  login: (authorizeUrl: string, opts?: { username?: string }) => Promise<string>,
+  opts: { service?: string; username?: string } = {},
+): Promise<{ authid: string; keyid: string }> {
+  const started = await fetch(`${baseUrl}/login`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ id: opts.service ?? 'onedrivev2', passcode }),
+  });
+  if (started.status !== 302) throw new Error(`POST /login answered ${started.status}: ${started.headers.get('x-reason')}`);
+  const cookie = started.headers.get('set-cookie')!.split(';')[0]!;
+  const callback = await login(started.headers.get('location')!, { username: opts.username });
+  const res = await fetch(callback, { headers: { cookie } });
+  const page = await res.text();
+  if (res.status !== 200) throw new Error(`/logged-in answered ${res.status}: ${res.headers.get('x-reason')}`);
+  const authid = /id="authid"[^>]*>([^<]+)</.exec(page)![1]!;
+  return { authid, keyid: authid.split(':')[0]! };
+}
