@@ -1,5 +1,6 @@
 import type { ConnectionInfo } from '../store/store.ts';
 import { LoginFlow } from './connect.ts';
+import { FetchTokens } from './fetch-tokens.ts';
 import type { BrokerContext } from './context.ts';
 import { TokenService, short } from './tokens.ts';
 
@@ -9,10 +10,12 @@ export type RevokeResult = { keyid: string; alreadyRevoked: boolean };
 export class Broker {
   readonly tokens: TokenService;
   readonly login: LoginFlow;
+  readonly fetchTokens: FetchTokens;
 
   constructor(readonly ctx: BrokerContext) {
     this.tokens = new TokenService(ctx);
     this.login = new LoginFlow(ctx);
+    this.fetchTokens = new FetchTokens(ctx.now);
   }
 
   /** Revoke as the holder of the authid (HTTP): proves the secret first. */

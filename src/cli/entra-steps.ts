@@ -8,7 +8,7 @@ export function registrationSteps(redirectUri: string): string {
      Supported account types: "Personal Microsoft accounts only" for a personal
      OneDrive (tenant "consumers"), or "Accounts in any organizational directory and
      personal Microsoft accounts" (tenant "common").
-  3. Redirect URI: platform **Web** (not "Single-page application": those refresh
+  3. Redirect URI: platform Web (not "Single-page application": those refresh
      tokens die after 24 hours), value exactly:
          ${redirectUri}
   4. Register, then copy the "Application (client) ID".`;
@@ -17,7 +17,7 @@ export function registrationSteps(redirectUri: string): string {
 export const SECRET_STEPS = `Create the app secret:
   5. Certificates & secrets > Client secrets > New client secret; pick an expiry
      (Microsoft recommends under 12 months) and note the date.
-  6. Copy the secret's **Value** right away (it is shown once). Not the "Secret ID":
+  6. Copy the secret's Value right away (it is shown once). Not the "Secret ID":
      that one looks like a GUID and will be rejected.`;
 
 export const PERMISSION_STEPS = `Permissions:

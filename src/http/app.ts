@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Broker } from '../broker/broker.ts';
 import { short } from '../broker/tokens.ts';
 import { asBrokerError, BrokerError } from '../errors.ts';
+import { FetchTokens } from '../broker/fetch-tokens.ts';
 import { DEFAULT_SERVICE_ID, findService, MICROSOFT } from '../oauth/services.ts';
 import { describe, errorHeaders, HTTP_STATUS, jsonError } from './errors.ts';
 import { loggedInPage, messagePage, revokePage, startPage, unknownServicePage } from './pages.ts';
@@ -39,7 +40,9 @@ interface Exchange {
 
 type Handler = (x: Exchange) => Promise<Response> | Response;
 
-const KNOWN_ROUTES = new Set(['/', '/login', '/logged-in', '/refresh', '/revoke', '/revoked', '/healthz']);
+const KNOWN_ROUTES = new Set(['/', '/login', '/logged-in', '/refresh', '/fetch', '/revoke', '/revoked', '/healthz']);
+/** A JavaScript identifier path such as `angular.callbacks._0`: nothing else may name a JSONP callback. */
+const JSONP_CALLBACK = /^[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*$/;
 
 /**
  * The whole HTTP surface as a plain `Request → Response` function: routes, pages
@@ -58,6 +61,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     '/login': { GET: loginGet, POST: loginPost },
     '/logged-in': { GET: loggedIn },
     '/refresh': { GET: refresh, POST: refresh },
+    '/fetch': { GET: fetchAuthId },
     '/revoke': { GET: revokeForm, HEAD: revokeForm, POST: revoke },
     '/revoked': { POST: revoke },
     '/healthz': { GET: healthz, HEAD: healthz },
@@ -65,12 +69,14 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
 
   function start(x: Exchange): Response {
     const type = x.url.searchParams.get('type');
-    const token = x.url.searchParams.get('token') ?? undefined;
+    const token = x.url.searchParams.get('token');
+    const fetchToken = FetchTokens.valid(token) ? token : undefined;
+    if (fetchToken) broker.fetchTokens.register(fetchToken);
     if (type !== null && !findService(type)) {
       return html(x, 404, unknownServicePage({ nonce: x.nonce, requested: type, services: broker.login.services() }));
     }
     const services = type ? broker.login.services().filter((s) => s.id === type) : broker.login.services();
-    return html(x, 200, startPage({ nonce: x.nonce, services, selected: type ?? DEFAULT_SERVICE_ID, fetchToken: token?.slice(0, 128) }));
+    return html(x, 200, startPage({ nonce: x.nonce, services, selected: type ?? DEFAULT_SERVICE_ID, fetchToken }));
   }
 
   function loginGet(x: Exchange): Response {
@@ -84,9 +90,11 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     const form = await readForm(x.req);
     const serviceId = field(form, 'id', 64) || DEFAULT_SERVICE_ID;
     const passcode = field(form, 'passcode', 1024) ?? '';
+    const token = field(form, 'token', 256);
+    const fetchToken = FetchTokens.valid(token) ? token : undefined;
     const services = broker.login.services();
     try {
-      const started = await broker.login.start({ serviceId, passcode, client: x.client.address });
+      const started = await broker.login.start({ serviceId, passcode, client: x.client.address, extra: fetchToken });
       const res = redirect(started.authorizeUrl);
       res.headers.append(
         'set-cookie',
@@ -104,7 +112,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
       const e = asBrokerError(err);
       if (e.code === 'unknown_service') return html(x, 404, unknownServicePage({ nonce: x.nonce, requested: serviceId, services }), e);
       if (e.code === 'passcode_invalid' || e.code === 'rate_limited') {
-        const page = startPage({ nonce: x.nonce, services, selected: serviceId, error: describe(e) });
+        const page = startPage({ nonce: x.nonce, services, selected: serviceId, error: describe(e), fetchToken });
         return html(x, HTTP_STATUS[e.code], page, e);
       }
       throw e;
@@ -116,6 +124,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     const cookieValue = new Bun.CookieMap(x.req.headers.get('cookie') ?? '').get(cookieName);
     const result = await broker.login.finish({ state: q.get('state'), code: q.get('code'), error: q.get('error'), cookieValue });
     x.keyid = result.keyid;
+    if (result.extra) broker.fetchTokens.attach(result.extra, result.authid);
     const page = loggedInPage({
       nonce: x.nonce,
       authid: result.authid,
@@ -158,6 +167,30 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
       expires_at: new Date(token.expiresAt).toISOString(),
     };
     return new Response(JSON.stringify(body), { headers });
+  }
+
+  /** Legacy Duplicati UI polling: always 200, JSON or JSONP, as the original service answered. */
+  function fetchAuthId(x: Exchange): Response {
+    const q = x.url.searchParams;
+    const callback = q.get('callback') || q.get('jsonp');
+    if (callback !== null && (callback.length > 128 || !JSONP_CALLBACK.test(callback))) {
+      throw new BrokerError('invalid_request', 'The JSONP callback must be a JavaScript identifier path such as angular.callbacks._0.');
+    }
+    const state = broker.fetchTokens.take(q.get('token'));
+    const body =
+      state.kind === 'missing' ? { error: 'Missing token' }
+      : state.kind === 'unknown' ? { error: 'No such entry' }
+      : state.kind === 'wait' ? { wait: 'Not ready' }
+      : { authid: state.authid };
+    const text = JSON.stringify(body);
+    const headers = new Headers({ 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+    if (callback) {
+      headers.set('content-type', 'application/javascript; charset=utf-8');
+      // The leading comment defeats content sniffing tricks that abuse JSONP (e.g. Rosetta Flash).
+      return new Response(`/**/${callback}(${text});`, { headers });
+    }
+    headers.set('content-type', 'application/json; charset=utf-8');
+    return new Response(text, { headers });
   }
 
   function revokeForm(x: Exchange): Response {

@@ -1,0 +1,63 @@
+/**
+ * Duplicati's legacy web UI cannot receive a postMessage: it opens the start page
+ * with a random `token`, then polls `/fetch?token=` until the login attached the
+ * new authid to it. A fetch token lives 5 minutes unclaimed, 30 seconds once it
+ * holds an authid, and is read at most once.
+ */
+export const FETCH_TOKEN_TTL_MS = 5 * 60_000;
+export const FETCH_TOKEN_READY_TTL_MS = 30_000;
+/** Anyone may register fetch tokens; this bounds the memory they can take. */
+const MAX_TOKENS = 10_000;
+const TOKEN_SHAPE = /^[A-Za-z0-9._~-]{9,128}$/;
+
+export type FetchState = { kind: 'missing' } | { kind: 'unknown' } | { kind: 'wait' } | { kind: 'ready'; authid: string };
+
+export class FetchTokens {
+  private readonly entries = new Map<string, { expiresAt: number; authid?: string }>();
+
+  constructor(private readonly now: () => number) {}
+
+  static valid(token: string | null | undefined): token is string {
+    return typeof token === 'string' && TOKEN_SHAPE.test(token);
+  }
+
+  register(token: string): void {
+    if (!FetchTokens.valid(token)) return;
+    const t = this.now();
+    const e = this.entries.get(token);
+    if (e && e.expiresAt > t) return; // never extend or reset an entry someone else registered
+    if (this.entries.size >= MAX_TOKENS) this.evict(t);
+    this.entries.set(token, { expiresAt: t + FETCH_TOKEN_TTL_MS });
+  }
+
+  /** True if the token was waiting and now holds the authid. */
+  attach(token: string, authid: string): boolean {
+    const e = this.entries.get(token);
+    const t = this.now();
+    if (!e || e.expiresAt <= t || e.authid) return false;
+    e.authid = authid;
+    e.expiresAt = t + FETCH_TOKEN_READY_TTL_MS;
+    return true;
+  }
+
+  take(token: string | null | undefined): FetchState {
+    if (!token) return { kind: 'missing' };
+    const e = this.entries.get(token);
+    if (!e) return { kind: 'unknown' };
+    if (e.expiresAt <= this.now()) {
+      this.entries.delete(token);
+      return { kind: 'unknown' };
+    }
+    if (!e.authid) return { kind: 'wait' };
+    this.entries.delete(token);
+    return { kind: 'ready', authid: e.authid };
+  }
+
+  private evict(t: number): void {
+    for (const [k, v] of this.entries) if (v.expiresAt <= t) this.entries.delete(k);
+    for (const k of this.entries.keys()) {
+      if (this.entries.size < MAX_TOKENS) break;
+      this.entries.delete(k);
+    }
+  }
+}
