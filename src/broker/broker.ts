@@ -19,8 +19,8 @@ export class Broker {
   }
 
   /** Revoke as the holder of the authid (HTTP): proves the secret first. */
-  revokeWithAuthId(authidText: string): RevokeResult {
-    const { id, record } = this.tokens.authenticate(authidText);
+  revokeWithAuthId(authidText: string, client?: string): RevokeResult {
+    const { id, record } = this.tokens.authenticate(authidText, client);
     const changed = this.ctx.store.revoke(id.keyid, this.ctx.now());
     this.tokens.forget(id.keyid);
     if (changed) this.ctx.log.info('connection.revoked', { keyid: short(id.keyid) });

@@ -13,8 +13,12 @@ export interface BrokerConfig {
   /** Argon2id hash (Bun.password) of the connect passcode. */
   passcodeHash: string;
   allowedOrigins: readonly string[];
-  /** Budget for one call to Microsoft. */
+  /** One call to Microsoft, in total (default 10 s). */
   upstreamTimeoutMs?: number;
+  /** All attempts of one refresh together; below Duplicati's 25 s per request (default 20 s). */
+  upstreamBudgetMs?: number;
+  /** The app secret's expiry date (YYYY-MM-DD), for warnings. */
+  secretExpires?: string;
 }
 
 export interface Logger {

@@ -1,10 +1,11 @@
 import { parseAuthId, type AuthId } from '../crypto/authid.ts';
 import { checkTagMatches, deriveKeys, openJson, sealJson, type DerivedKeys } from '../crypto/seal.ts';
 import { BrokerError } from '../errors.ts';
-import { findService, scopeString } from '../oauth/services.ts';
-import { refreshGrant } from '../oauth/token-endpoint.ts';
+import { findService, scopeString, type Service } from '../oauth/services.ts';
+import { refreshGrant, type TokenResponse } from '../oauth/token-endpoint.ts';
 import type { ConnectionRecord } from '../store/store.ts';
 import type { BrokerContext } from './context.ts';
+import { FailureLimiter } from './rate-limit.ts';
 import type { SealedGrant } from './sealed-grant.ts';
 
 export interface AccessToken {
@@ -12,8 +13,8 @@ export interface AccessToken {
   expiresAt: number;
   service: string;
   keyid: string;
-  /** How the token was obtained: for logs and metrics. */
-  source: 'cache' | 'store' | 'refreshed';
+  /** How the token was obtained: for logs and metrics. `stale` = Microsoft failed, a still-valid token was served. */
+  source: 'cache' | 'store' | 'refreshed' | 'stale';
 }
 
 interface CacheEntry {
@@ -25,10 +26,14 @@ interface CacheEntry {
   version: number;
 }
 
-/** Never hand out a token with less than this left, even for very short-lived tokens. */
-const MIN_REMAINING_MS = 35_000;
+/** Never hand out a token with less than this left: Duplicati subtracts 30 s and then uses it. */
+export const MIN_REMAINING_MS = 35_000;
 /** Refresh early: a backup may run for a long time on the token it was given. */
 const PREFERRED_REMAINING_MS = 5 * 60_000;
+/** Pauses between attempts when Microsoft fails transiently, cut short by the request budget. */
+const RETRY_DELAYS_MS = [250, 1000, 3000];
+/** Last use is written at most this often per connection. */
+const TOUCH_INTERVAL_MS = 60_000;
 
 const GENERIC = () => new BrokerError('invalid_authid', 'Unknown AuthID or wrong secret.', { hint: 'Check that the whole AuthID was copied.' });
 
@@ -41,27 +46,52 @@ const GENERIC = () => new BrokerError('invalid_authid', 'Unknown AuthID or wrong
 export class TokenService {
   private readonly cache = new Map<string, CacheEntry>();
   private readonly inflight = new Map<string, Promise<AccessToken>>();
+  private readonly touched = new Map<string, number>();
+  private readonly misconfigLogged = new Set<string>();
+  /** Failed authid attempts per client address. */
+  readonly failures: FailureLimiter;
   /** Compared against when a keyid is unknown, so both paths do the same work. */
   private readonly dummyTag: Uint8Array;
 
-  constructor(private readonly ctx: BrokerContext) {
+  constructor(
+    private readonly ctx: BrokerContext,
+    private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+  ) {
     this.dummyTag = ctx.sodium.randombytes_buf(32);
+    this.failures = new FailureLimiter(20, 5 * 60_000, ctx.now);
   }
 
-  /** Verifies the authid against the store; throws the generic error for anyone not holding it. */
-  authenticate(authidText: string): { id: AuthId; keys: DerivedKeys; record: ConnectionRecord } {
-    const id = parseAuthId(authidText);
+  /**
+   * Verifies the authid against the store; throws the generic error for anyone
+   * not holding it. A client address with too many failures gets `rate_limited`
+   * instead, but only on failure: a valid authid is never refused or slowed.
+   */
+  authenticate(authidText: string, client = 'unknown'): { id: AuthId; keys: DerivedKeys; record: ConnectionRecord } {
+    let id: AuthId;
+    try {
+      id = parseAuthId(authidText);
+    } catch (e) {
+      throw this.failed(client, e as BrokerError);
+    }
     const keys = deriveKeys(this.ctx.sodium, id);
     const record = this.ctx.store.get(id.keyid);
     const ok = checkTagMatches(this.ctx.sodium, keys.checkTag, record?.checkTag ?? this.dummyTag);
-    if (!record || !ok) throw GENERIC();
+    if (!record || !ok) throw this.failed(client, GENERIC());
     return { id, keys, record };
   }
 
-  async getAccessToken(authidText: string): Promise<AccessToken> {
-    const { id, keys, record } = this.authenticate(authidText);
+  private failed(client: string, e: BrokerError): BrokerError {
+    this.failures.fail(client);
+    const wait = this.failures.retryAfter(client);
+    if (wait > 0) return new BrokerError('rate_limited', 'Too many failed AuthID attempts from this address; wait before trying again.', { retryAfter: wait });
+    return e;
+  }
+
+  async getAccessToken(authidText: string, client?: string): Promise<AccessToken> {
+    const { id, keys, record } = this.authenticate(authidText, client);
     assertUsable(record, this.ctx.config.publicUrl);
     const now = this.ctx.now();
+    this.touch(id.keyid, now);
     const hit = this.cache.get(id.keyid);
     if (hit && hit.version === record.version && fresh(hit.expiresAt, hit.lifetime, now)) {
       return { accessToken: hit.accessToken, expiresAt: hit.expiresAt, service: hit.service, keyid: id.keyid, source: 'cache' };
@@ -74,47 +104,64 @@ export class TokenService {
     return flight;
   }
 
+  /** Opens the sealed grant for its holder (for /status). */
+  open(keys: DerivedKeys, record: ConnectionRecord): SealedGrant | null {
+    return record.sealed ? openJson<SealedGrant>(this.ctx.sodium, keys.sealKey, record.sealed) : null;
+  }
+
   /** Drops anything remembered about a connection (after revoke). */
   forget(keyid: string): void {
     this.cache.delete(keyid);
+    this.touched.delete(keyid);
+  }
+
+  private touch(keyid: string, now: number): void {
+    const last = this.touched.get(keyid);
+    if (last !== undefined && now - last < TOUCH_INTERVAL_MS) return;
+    this.touched.set(keyid, now);
+    try {
+      this.ctx.store.touch(keyid, now);
+    } catch {
+      // Bookkeeping only: a full disk must not stop a backup from getting its token.
+      this.ctx.log.warn('store.touch_failed', { keyid: short(keyid) });
+    }
   }
 
   private async refresh(id: AuthId, keys: DerivedKeys): Promise<AccessToken> {
     const { ctx } = this;
     // Re-read inside the flight: the row may have changed while we waited our turn.
     const record = ctx.store.get(id.keyid);
-    if (!record) throw GENERIC();
+    if (!record || !record.sealed) throw GENERIC();
     assertUsable(record, ctx.config.publicUrl);
-    if (!record.sealed) throw GENERIC();
     const grant = openJson<SealedGrant>(ctx.sodium, keys.sealKey, record.sealed);
-    const now = ctx.now();
-    if (fresh(grant.accessTokenExpiresAt, grant.accessTokenLifetime * 1000, now)) {
+    if (fresh(grant.accessTokenExpiresAt, grant.accessTokenLifetime * 1000, ctx.now())) {
       this.remember(id.keyid, record.version, grant);
       return { accessToken: grant.accessToken, expiresAt: grant.accessTokenExpiresAt, service: record.service, keyid: id.keyid, source: 'store' };
     }
     const service = findService(record.service);
     if (!service) throw new BrokerError('unknown_service', `This connection's service "${record.service}" is not offered by this broker.`);
     const started = ctx.now();
-    let tokens;
+    let tokens: TokenResponse;
     try {
-      tokens = await refreshGrant(
-        {
-          fetch: ctx.fetch,
-          tokenUrl: service.provider.tokenUrl(ctx.config.authority, ctx.config.tenant),
-          clientId: ctx.config.clientId,
-          clientSecret: ctx.config.clientSecret,
-          timeoutMs: ctx.config.upstreamTimeoutMs ?? 20_000,
-        },
-        { refreshToken: grant.refreshToken, scope: scopeString(service) },
-      );
+      tokens = await this.callMicrosoft(service, grant.refreshToken);
     } catch (e) {
-      if (e instanceof BrokerError && e.code === 'login_required') {
-        ctx.store.setState(id.keyid, record.version, 'login_required', e.message, ctx.now());
+      const err = e instanceof BrokerError ? e : new BrokerError('internal', 'Internal error in the broker; see its log.', { cause: e });
+      if (err.code === 'login_required') {
+        ctx.store.setState(id.keyid, record.version, 'login_required', err.message, ctx.now());
         this.forget(id.keyid);
         ctx.log.warn('connection.login_required', { keyid: short(id.keyid) });
-        throw withPublicUrl(e, ctx.config.publicUrl);
+        throw new BrokerError('login_required', `${err.message} Create a new AuthID at ${ctx.config.publicUrl}/`, { cause: err });
       }
-      throw e;
+      if (err.code === 'app_misconfigured' && !this.misconfigLogged.has(err.message)) {
+        this.misconfigLogged.add(err.message);
+        ctx.log.warn('app.misconfigured', { reason: err.message });
+      }
+      // Microsoft failed, but the token we hold is still good for a while: a backup can go on.
+      if ((err.code === 'upstream_error' || err.code === 'upstream_timeout') && grant.accessTokenExpiresAt - ctx.now() >= MIN_REMAINING_MS) {
+        ctx.log.warn('connection.served_stale', { keyid: short(id.keyid), error: err.code });
+        return { accessToken: grant.accessToken, expiresAt: grant.accessTokenExpiresAt, service: record.service, keyid: id.keyid, source: 'stale' };
+      }
+      throw err;
     }
     const done = ctx.now();
     const next: SealedGrant = {
@@ -127,7 +174,15 @@ export class TokenService {
       obtainedAt: done,
     };
     const sealed = sealJson(ctx.sodium, keys.sealKey, next);
-    if (!ctx.store.compareAndSwap(id.keyid, record.version, sealed, done)) {
+    // The new refresh token exists only in this process until this write succeeds.
+    let swapped: boolean;
+    try {
+      swapped = ctx.store.compareAndSwap(id.keyid, record.version, sealed, done);
+    } catch (e) {
+      ctx.log.warn('store.write_failed', { keyid: short(id.keyid) });
+      throw e;
+    }
+    if (!swapped) {
       const now2 = ctx.store.get(id.keyid);
       if (now2?.state === 'revoked') throw revokedError(ctx.config.publicUrl);
       throw new BrokerError('conflict', 'The connection was changed by another process during the refresh.', { hint: 'Try again.' });
@@ -135,6 +190,35 @@ export class TokenService {
     this.remember(id.keyid, record.version + 1, next);
     ctx.log.info('connection.refreshed', { keyid: short(id.keyid), ms: done - started });
     return { accessToken: next.accessToken, expiresAt: next.accessTokenExpiresAt, service: record.service, keyid: id.keyid, source: 'refreshed' };
+  }
+
+  /** Retries transient failures with back-off, within one budget for the whole request. */
+  private async callMicrosoft(service: Service, refreshToken: string): Promise<TokenResponse> {
+    const { ctx } = this;
+    const deadline = ctx.now() + (ctx.config.upstreamBudgetMs ?? 20_000);
+    const perAttempt = ctx.config.upstreamTimeoutMs ?? 10_000;
+    for (let attempt = 0; ; attempt++) {
+      const left = deadline - ctx.now();
+      try {
+        return await refreshGrant(
+          {
+            fetch: ctx.fetch,
+            tokenUrl: service.provider.tokenUrl(ctx.config.authority, ctx.config.tenant),
+            clientId: ctx.config.clientId,
+            clientSecret: ctx.config.clientSecret,
+            timeoutMs: Math.max(1, Math.min(perAttempt, left)),
+            headersTimeoutMs: Math.max(1, Math.min(perAttempt * 0.8, left)),
+          },
+          { refreshToken, scope: scopeString(service) },
+        );
+      } catch (e) {
+        const transient = e instanceof BrokerError && (e.code === 'upstream_error' || e.code === 'upstream_timeout');
+        const delay = RETRY_DELAYS_MS[attempt];
+        if (!transient || delay === undefined || ctx.now() + delay + 500 >= deadline) throw e;
+        ctx.log.warn('upstream.retry', { attempt: attempt + 1, error: (e as BrokerError).code });
+        await this.sleep(delay);
+      }
+    }
   }
 
   private remember(keyid: string, version: number, g: SealedGrant): void {
@@ -156,18 +240,12 @@ function fresh(expiresAt: number, lifetimeMs: number, now: number): boolean {
 function assertUsable(r: ConnectionRecord, publicUrl: string): void {
   if (r.state === 'revoked') throw revokedError(publicUrl);
   if (r.state === 'login_required') {
-    throw new BrokerError('login_required', `Microsoft asks you to sign in again for this connection; create a new AuthID at ${publicUrl}/`, {
-      hint: r.stateReason ?? undefined,
-    });
+    throw new BrokerError('login_required', `${r.stateReason ?? 'Microsoft asks you to sign in again.'} Create a new AuthID at ${publicUrl}/`);
   }
 }
 
 export function revokedError(publicUrl: string): BrokerError {
   return new BrokerError('revoked', `This AuthID was revoked; create a new one at ${publicUrl}/`);
-}
-
-function withPublicUrl(e: BrokerError, publicUrl: string): BrokerError {
-  return new BrokerError(e.code, `${e.message} Create a new AuthID at ${publicUrl}/`, { cause: e });
 }
 
 /** The first characters of a keyid: enough to tell connections apart in a log. */

@@ -1,14 +1,11 @@
+import { connectionWarnings, DAY_MS, idleExpiresAt, secretWarning } from '../broker/lifecycle.ts';
+import { readSettings } from '../config/settings.ts';
 import type { Io } from './io.ts';
 import { openStore } from './open.ts';
 import type { ConnectionInfo } from '../store/store.ts';
 
-/** Microsoft ends a refresh token that was not used for 90 days (AADSTS700082). */
-export const IDLE_LIMIT_DAYS = 90;
-const DAY = 86_400_000;
-
-export function idleExpiry(c: ConnectionInfo): number {
-  return (c.lastRefreshAt ?? c.createdAt) + IDLE_LIMIT_DAYS * DAY;
-}
+const DAY = DAY_MS;
+const idleExpiry = idleExpiresAt;
 
 export function listCommand(home: string, io: Io, opts: { json?: boolean }, now: () => number = Date.now): void {
   const store = openStore(home);
@@ -19,6 +16,10 @@ export function listCommand(home: string, io: Io, opts: { json?: boolean }, now:
     store.close();
   }
   const t = now();
+  // Warnings go to stderr so that `--json` output stays parseable.
+  const secret = secretWarning(readSettings(home).secretExpires, t);
+  if (secret) io.err(`warning: ${secret}`);
+  for (const c of rows) for (const w of connectionWarnings(c, t)) io.err(`warning: ${c.keyid}: ${w}`);
   if (opts.json) {
     io.out(
       JSON.stringify(
@@ -27,6 +28,7 @@ export function listCommand(home: string, io: Io, opts: { json?: boolean }, now:
           service: c.service,
           created_at: iso(c.createdAt),
           last_refresh_at: iso(c.lastRefreshAt),
+          last_used_at: iso(c.lastUsedAt),
           state: c.state,
           idle_expires_at: c.state === 'active' ? iso(idleExpiry(c)) : null,
         })),
@@ -41,13 +43,14 @@ export function listCommand(home: string, io: Io, opts: { json?: boolean }, now:
     return;
   }
   const table = [
-    ['KEYID', 'SERVICE', 'STATE', 'CREATED', 'LAST REFRESH', 'IDLE EXPIRY'],
+    ['KEYID', 'SERVICE', 'STATE', 'CREATED', 'LAST REFRESH', 'LAST USE', 'IDLE EXPIRY'],
     ...rows.map((c) => [
       c.keyid,
       c.service,
       c.state,
       day(c.createdAt),
       c.lastRefreshAt ? day(c.lastRefreshAt) : 'never',
+      c.lastUsedAt ? day(c.lastUsedAt) : 'never',
       c.state === 'active' ? `in ${Math.max(0, Math.floor((idleExpiry(c) - t) / DAY))} days` : '-',
     ]),
   ];

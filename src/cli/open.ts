@@ -29,6 +29,7 @@ export async function openBroker(
       publicUrl: settings.publicUrl,
       passcodeHash: settings.passcodeHash,
       allowedOrigins: settings.allowedOrigins,
+      secretExpires: settings.secretExpires,
     },
     store,
     sodium,

@@ -1,5 +1,6 @@
 import { brokerHome } from '../config/home.ts';
 import { validateListen } from '../config/settings.ts';
+import { secretWarning } from '../broker/lifecycle.ts';
 import { BrokerError } from '../errors.ts';
 import { textLogger } from '../log.ts';
 import { startServer } from '../server.ts';
@@ -32,6 +33,8 @@ export async function serveCommand(flags: { listen?: string }, io: Io): Promise<
     });
   }
   log.info('serve.started', { version: VERSION, listen: running.url, public_url: settings.publicUrl, home });
+  const secret = secretWarning(settings.secretExpires, Date.now());
+  if (secret) log.warn('app.secret_expiry', { warning: secret });
   io.err(`broker ${VERSION} listening on ${running.url}`);
   io.err(`Connect a OneDrive at ${settings.publicUrl}/ (redirect URI ${settings.publicUrl}/logged-in)`);
 

@@ -3,6 +3,7 @@ import type { Broker } from '../broker/broker.ts';
 import { short } from '../broker/tokens.ts';
 import { asBrokerError, BrokerError } from '../errors.ts';
 import { FetchTokens } from '../broker/fetch-tokens.ts';
+import { connectionWarnings, idleExpiresAt, secretWarning } from '../broker/lifecycle.ts';
 import { DEFAULT_SERVICE_ID, findService, MICROSOFT } from '../oauth/services.ts';
 import { describe, errorHeaders, HTTP_STATUS, jsonError } from './errors.ts';
 import { loggedInPage, messagePage, revokePage, startPage, unknownServicePage } from './pages.ts';
@@ -40,7 +41,7 @@ interface Exchange {
 
 type Handler = (x: Exchange) => Promise<Response> | Response;
 
-const KNOWN_ROUTES = new Set(['/', '/login', '/logged-in', '/refresh', '/fetch', '/revoke', '/revoked', '/healthz']);
+const KNOWN_ROUTES = new Set(['/', '/login', '/logged-in', '/refresh', '/fetch', '/status', '/revoke', '/revoked', '/healthz']);
 /** A JavaScript identifier path such as `angular.callbacks._0`: nothing else may name a JSONP callback. */
 const JSONP_CALLBACK = /^[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*$/;
 
@@ -62,6 +63,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     '/logged-in': { GET: loggedIn },
     '/refresh': { GET: refresh, POST: refresh },
     '/fetch': { GET: fetchAuthId },
+    '/status': { GET: status },
     '/revoke': { GET: revokeForm, HEAD: revokeForm, POST: revoke },
     '/revoked': { POST: revoke },
     '/healthz': { GET: healthz, HEAD: healthz },
@@ -150,7 +152,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
         hint: 'Send it in the X-AuthID header (or the authid field, or Authorization: Bearer).',
       });
     }
-    const token = await broker.tokens.getAccessToken(authid);
+    const token = await broker.tokens.getAccessToken(authid, x.client.address);
     x.keyid = token.keyid;
     const expires = Math.max(0, Math.floor((token.expiresAt - now()) / 1000));
     const headers = new Headers({ 'cache-control': 'no-store', pragma: 'no-cache', vary: 'Accept' });
@@ -203,7 +205,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     const browser = wantsHtml(x.req);
     try {
       if (!authid) throw new BrokerError('authid_missing', 'No AuthID in the request.', { hint: 'Send it in the X-AuthID header or the authid form field.' });
-      const r = broker.revokeWithAuthId(authid);
+      const r = broker.revokeWithAuthId(authid, x.client.address);
       x.keyid = r.keyid;
       const text = r.alreadyRevoked ? 'This AuthID was already revoked.' : 'The AuthID is revoked; the connection is deleted.';
       if (browser) return html(x, 200, revokePage({ nonce: x.nonce, consentUrl: MICROSOFT.consentManagementUrl, done: text }));
@@ -215,8 +217,33 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     }
   }
 
+  /** What the holder of an authid may know about its connection, including the sealed account name. */
+  function status(x: Exchange): Response {
+    const authid = authIdFrom(x.req, x.url, new URLSearchParams());
+    if (!authid) throw new BrokerError('authid_missing', 'No AuthID in the request.', { hint: 'Send it in the X-AuthID header.' });
+    const { id, keys, record } = broker.tokens.authenticate(authid, x.client.address);
+    x.keyid = id.keyid;
+    const grant = broker.tokens.open(keys, record);
+    const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+    return json(
+      {
+        keyid: record.keyid,
+        service: record.service,
+        state: record.state,
+        created_at: iso(record.createdAt),
+        last_refresh_at: iso(record.lastRefreshAt),
+        last_used_at: iso(record.lastUsedAt),
+        idle_expires_at: record.state === 'active' ? iso(idleExpiresAt(record)) : null,
+        account: grant ? { username: grant.account.username ?? null, name: grant.account.name ?? null, tenant_id: grant.account.tid } : null,
+        warnings: connectionWarnings(record, now()),
+      },
+      200,
+    );
+  }
+
   function healthz(): Response {
-    return json({ status: 'ok', version: opts.version }, 200);
+    const secret = secretWarning(config.secretExpires, now());
+    return json({ status: 'ok', version: opts.version, warnings: secret ? [secret] : [] }, 200);
   }
 
   function html(x: Exchange, status: number, body: string, err?: BrokerError): Response {

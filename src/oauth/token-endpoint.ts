@@ -17,8 +17,10 @@ export interface TokenClient {
   tokenUrl: string;
   clientId: string;
   clientSecret: string;
-  /** Total budget for one call, connect included. */
+  /** Total budget for one call: connect, request, response body. */
   timeoutMs: number;
+  /** Budget until the response headers arrive (connect included); a dead host fails fast. */
+  headersTimeoutMs?: number;
 }
 
 /** Microsoft's error body, reduced to what may drive decisions (never the description text). */
@@ -50,6 +52,10 @@ export function refreshGrant(c: TokenClient, p: { refreshToken: string; scope: s
 async function tokenRequest(c: TokenClient, params: Record<string, string>): Promise<TokenResponse> {
   // client_secret_post: Entra accepts both, and a form body keeps the secret out of headers that proxies log.
   const body = new URLSearchParams({ client_id: c.clientId, client_secret: c.clientSecret, ...params });
+  const controller = new AbortController();
+  let phase: 'connect' | 'body' = 'connect';
+  const headersTimer = setTimeout(() => controller.abort(new TimeoutError('connect')), c.headersTimeoutMs ?? c.timeoutMs);
+  const totalTimer = setTimeout(() => controller.abort(new TimeoutError('total')), c.timeoutMs);
   let res: Response;
   let text: string;
   try {
@@ -58,13 +64,16 @@ async function tokenRequest(c: TokenClient, params: Record<string, string>): Pro
       headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
       body,
       redirect: 'error',
-      signal: AbortSignal.timeout(c.timeoutMs),
+      signal: controller.signal,
     });
+    phase = 'body';
+    clearTimeout(headersTimer);
     text = await res.text();
   } catch (e) {
-    const name = (e as Error)?.name;
-    if (name === 'TimeoutError' || name === 'AbortError') {
-      throw new BrokerError('upstream_timeout', `Microsoft did not answer within ${Math.round(c.timeoutMs / 1000)} s.`, {
+    if (controller.signal.aborted) {
+      const what = phase === 'connect' ? 'did not answer' : 'did not finish its answer';
+      const limit = phase === 'connect' ? (c.headersTimeoutMs ?? c.timeoutMs) : c.timeoutMs;
+      throw new BrokerError('upstream_timeout', `Microsoft's token endpoint ${what} within ${Math.round(limit / 100) / 10} s.`, {
         cause: e,
         hint: 'Try again later.',
       });
@@ -73,6 +82,9 @@ async function tokenRequest(c: TokenClient, params: Record<string, string>): Pro
       cause: e,
       hint: 'Check the network and the --authority setting; try again later.',
     });
+  } finally {
+    clearTimeout(headersTimer);
+    clearTimeout(totalTimer);
   }
   let json: unknown;
   try {
@@ -168,4 +180,8 @@ function parseTokenResponse(json: unknown): TokenResponse {
 
 function badField(field: string): BrokerError {
   return new BrokerError('upstream_error', `Microsoft's token response has a missing or invalid "${field}".`);
+}
+
+class TimeoutError extends Error {
+  override readonly name = 'TimeoutError';
 }

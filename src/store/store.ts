@@ -67,6 +67,7 @@ export class Store {
     cas: Statement<unknown, [Uint8Array, number, string, number]>;
     setState: Statement<unknown, [ConnectionState, number, string | null, string, number]>;
     revoke: Statement<unknown, [number, string]>;
+    touch: Statement<unknown, [number, string]>;
     list: Statement<Omit<Row, 'check_tag' | 'sealed'>, []>;
   };
 
@@ -91,6 +92,8 @@ export class Store {
            state_changed_at = ?1, state_reason = 'revoked'
          WHERE keyid = ?2 AND state != 'revoked'`,
       ),
+      // Not a version bump: last use is bookkeeping and must not invalidate cached tokens.
+      touch: db.query(`UPDATE connections SET last_used_at = ?1 WHERE keyid = ?2`),
       list: db.query(`SELECT ${INFO_COLUMNS} FROM connections ORDER BY created_at, keyid`),
     };
   }
@@ -145,6 +148,10 @@ export class Store {
   /** Wipes the envelope for good. Returns false if there was nothing active to revoke. */
   revoke(keyid: string, now: number): boolean {
     return this.write(() => this.stmts.revoke.run(now, keyid)).changes === 1;
+  }
+
+  touch(keyid: string, now: number): void {
+    this.write(() => this.stmts.touch.run(now, keyid));
   }
 
   list(): ConnectionInfo[] {

@@ -1,0 +1,42 @@
+import type { ConnectionInfo } from '../store/store.ts';
+
+/** Microsoft ends a refresh token that was not used for 90 days (AADSTS700082). */
+export const IDLE_LIMIT_DAYS = 90;
+export const IDLE_WARNING_DAYS = 60;
+export const SECRET_WARNING_DAYS = 30;
+export const DAY_MS = 86_400_000;
+
+/**
+ * The idle clock runs from the last use of the refresh token at Microsoft, which
+ * is the last refresh (or the login). The broker cannot refresh on its own to
+ * keep a connection alive: it cannot open the sealed token without the authid.
+ */
+export function idleExpiresAt(c: Pick<ConnectionInfo, 'lastRefreshAt' | 'createdAt'>): number {
+  return (c.lastRefreshAt ?? c.createdAt) + IDLE_LIMIT_DAYS * DAY_MS;
+}
+
+export function connectionWarnings(c: ConnectionInfo, now: number): string[] {
+  const out: string[] = [];
+  if (c.state === 'login_required') out.push('Microsoft asks for a new sign-in: create a new AuthID on the start page.');
+  if (c.state !== 'active') return out;
+  const idleDays = Math.floor((now - (c.lastRefreshAt ?? c.createdAt)) / DAY_MS);
+  if (idleDays >= IDLE_WARNING_DAYS) {
+    const end = new Date(idleExpiresAt(c)).toISOString().slice(0, 10);
+    out.push(`Not refreshed for ${idleDays} days: Microsoft ends this connection on ${end} unless it is used before.`);
+  }
+  return out;
+}
+
+/** Days until the app secret expires, or null if the date is unknown. */
+export function secretDaysLeft(secretExpires: string | undefined, now: number): number | null {
+  if (!secretExpires) return null;
+  const end = Date.parse(`${secretExpires}T00:00:00Z`);
+  return Number.isNaN(end) ? null : Math.floor((end - now) / DAY_MS);
+}
+
+export function secretWarning(secretExpires: string | undefined, now: number): string | null {
+  const days = secretDaysLeft(secretExpires, now);
+  if (days === null || days > SECRET_WARNING_DAYS) return null;
+  if (days < 0) return `The app secret expired on ${secretExpires}: every refresh fails. Create a new secret in Entra and run \`broker init\` again.`;
+  return `The app secret expires in ${days} days (${secretExpires}). Create a new secret in Entra and run \`broker init\` again before then.`;
+}
