@@ -61,6 +61,17 @@ export class LoginFlow {
     const service = findService(p.serviceId);
     if (!service) throw unknownService(p.serviceId);
     await this.passcode.verify(p.passcode, p.client);
+    return this.begin(service, p.extra);
+  }
+
+  /** For the machine's owner at the command line (`broker connect`): no passcode, the process is the browser binding. */
+  startAsOwner(serviceId: string): LoginStart {
+    const service = findService(serviceId);
+    if (!service) throw unknownService(serviceId);
+    return this.begin(service);
+  }
+
+  private begin(service: Service, extra?: string): LoginStart {
     this.sweep();
     if (this.pending.size >= MAX_PENDING) {
       throw new BrokerError('rate_limited', 'Too many logins in progress; finish or wait for them to expire.', { retryAfter: 60 });
@@ -76,7 +87,7 @@ export class LoginFlow {
       nonce,
       cookieHash: sha256(cookieValue),
       expiresAt: this.ctx.now() + LOGIN_TTL_MS,
-      extra: p.extra,
+      extra,
     });
     const url = new URL(service.provider.authorizeUrl(config.authority, config.tenant));
     url.search = new URLSearchParams({

@@ -26,6 +26,11 @@ export interface Logger {
   warn(event: string, fields?: Record<string, string | number | boolean | undefined>): void;
 }
 
+/** Optional measurements (metrics); the domain only reports, it never depends on a metrics library. */
+export interface Observer {
+  upstreamCall(outcome: string, seconds: number): void;
+}
+
 /** Everything the broker talks to, passed in so tests can substitute the network and the clock. */
 export interface BrokerContext {
   config: BrokerConfig;
@@ -34,6 +39,7 @@ export interface BrokerContext {
   fetch: Fetch;
   now: () => number;
   log: Logger;
+  observer?: Observer;
 }
 
 export const silentLogger: Logger = { info() {}, warn() {} };

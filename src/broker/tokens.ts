@@ -199,8 +199,10 @@ export class TokenService {
     const perAttempt = ctx.config.upstreamTimeoutMs ?? 10_000;
     for (let attempt = 0; ; attempt++) {
       const left = deadline - ctx.now();
+      const t0 = performance.now();
+      const observe = (outcome: string) => ctx.observer?.upstreamCall(outcome, (performance.now() - t0) / 1000);
       try {
-        return await refreshGrant(
+        const result = await refreshGrant(
           {
             fetch: ctx.fetch,
             tokenUrl: service.provider.tokenUrl(ctx.config.authority, ctx.config.tenant),
@@ -211,7 +213,10 @@ export class TokenService {
           },
           { refreshToken, scope: scopeString(service) },
         );
+        observe('ok');
+        return result;
       } catch (e) {
+        observe(e instanceof BrokerError ? e.code : 'internal');
         const transient = e instanceof BrokerError && (e.code === 'upstream_error' || e.code === 'upstream_timeout');
         const delay = RETRY_DELAYS_MS[attempt];
         if (!transient || delay === undefined || ctx.now() + delay + 500 >= deadline) throw e;

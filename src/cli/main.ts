@@ -3,6 +3,8 @@ import { brokerHome } from '../config/home.ts';
 import { asBrokerError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import { EXIT, EXIT_CODE } from './exit-codes.ts';
+import { connectCommand } from './connect.ts';
+import { doctorCommand } from './doctor.ts';
 import { initCommand } from './init.ts';
 import { processIo, type Io } from './io.ts';
 import { listCommand } from './list.ts';
@@ -42,8 +44,28 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   program
     .command('serve')
     .description('run the HTTP server in the foreground (stops cleanly on SIGTERM/SIGINT)')
-    .addOption(new Option('--listen <host:port>', 'override the listen address'))
+    .addOption(new Option('--listen <host:port>', 'override the listen address [BROKER_LISTEN]'))
+    .option('--tls-cert <path>', 'serve HTTPS with this PEM certificate (re-read on SIGHUP)')
+    .option('--tls-key <path>', 'the PEM private key for --tls-cert')
+    .option('--insecure-http', 'allow a plain-http public URL that is not localhost')
+    .addOption(new Option('--log-format <format>', 'log lines as text or json [BROKER_LOG_FORMAT]').choices(['text', 'json']))
+    .option('--metrics', 'serve Prometheus metrics at /metrics on the main listener')
+    .option('--metrics-listen <host:port>', 'serve /metrics on this separate address instead')
     .action(async (flags) => serveCommand(flags, io));
+
+  let exitCode: number = EXIT.ok;
+  program
+    .command('connect')
+    .description('connect an account from the command line: open the printed URL anywhere, paste back the final address')
+    .option('--service <id>', 'onedrivev2 (default), sharepoint or msgroup')
+    .action(async (flags) => connectCommand(flags, io));
+
+  program
+    .command('doctor')
+    .description('check settings, permissions, the store, and that Microsoft accepts the app')
+    .action(async () => {
+      exitCode = await doctorCommand(io);
+    });
 
   program
     .command('list')
@@ -59,7 +81,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
 
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return EXIT.ok;
+    return exitCode;
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;

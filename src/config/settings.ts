@@ -17,6 +17,16 @@ export interface Settings {
   allowedOrigins: string[];
   /** YYYY-MM-DD, as shown in the Entra portal; used for expiry warnings. */
   secretExpires?: string;
+  /** PEM files for serving HTTPS directly (re-read on SIGHUP). */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** Allow a plain-http public URL that is not localhost (someone else terminates TLS, or a test lab). */
+  insecureHttp?: boolean;
+  logFormat?: 'text' | 'json';
+  /** Serve /metrics on the main listener. */
+  metrics?: boolean;
+  /** Serve /metrics on this separate HOST:PORT instead. */
+  metricsListen?: string;
 }
 
 export const DEFAULTS = {

@@ -23,6 +23,22 @@ export interface AppOptions {
   version: string;
   log?: (entry: RequestLog) => void;
   now?: () => number;
+  /** Counts token requests by outcome (metrics). */
+  onRefresh?: (outcome: string) => void;
+}
+
+/** Token-request outcomes as metrics name them. */
+function refreshOutcome(code: string): string {
+  switch (code) {
+    case 'login_required':
+    case 'app_misconfigured':
+      return code;
+    case 'upstream_error':
+    case 'upstream_timeout':
+      return 'upstream_error';
+    default:
+      return 'rejected';
+  }
 }
 
 /** Per-request facts the handlers need besides the Request. */
@@ -152,7 +168,14 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
         hint: 'Send it in the X-AuthID header (or the authid field, or Authorization: Bearer).',
       });
     }
-    const token = await broker.tokens.getAccessToken(authid, x.client.address);
+    let token;
+    try {
+      token = await broker.tokens.getAccessToken(authid, x.client.address);
+    } catch (e) {
+      opts.onRefresh?.(refreshOutcome(asBrokerError(e).code));
+      throw e;
+    }
+    opts.onRefresh?.(token.source === 'refreshed' ? 'refreshed' : token.source === 'stale' ? 'stale_served' : 'cache_hit');
     x.keyid = token.keyid;
     const expires = Math.max(0, Math.floor((token.expiresAt - now()) / 1000));
     const headers = new Headers({ 'cache-control': 'no-store', pragma: 'no-cache', vary: 'Accept' });

@@ -68,6 +68,7 @@ export class Store {
     setState: Statement<unknown, [ConnectionState, number, string | null, string, number]>;
     revoke: Statement<unknown, [number, string]>;
     touch: Statement<unknown, [number, string]>;
+    countByState: Statement<{ state: ConnectionState; count: number }, []>;
     list: Statement<Omit<Row, 'check_tag' | 'sealed'>, []>;
   };
 
@@ -94,6 +95,7 @@ export class Store {
       ),
       // Not a version bump: last use is bookkeeping and must not invalidate cached tokens.
       touch: db.query(`UPDATE connections SET last_used_at = ?1 WHERE keyid = ?2`),
+      countByState: db.query(`SELECT state, count(*) AS count FROM connections GROUP BY state`),
       list: db.query(`SELECT ${INFO_COLUMNS} FROM connections ORDER BY created_at, keyid`),
     };
   }
@@ -152,6 +154,10 @@ export class Store {
 
   touch(keyid: string, now: number): void {
     this.write(() => this.stmts.touch.run(now, keyid));
+  }
+
+  countByState(): { state: ConnectionState; count: number }[] {
+    return this.stmts.countByState.all();
   }
 
   list(): ConnectionInfo[] {

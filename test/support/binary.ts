@@ -51,7 +51,16 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function initHome(p: { home: string; clientId: string; clientSecret: string; authority: string; port: number; passcode: string }): Promise<RunResult> {
+export async function initHome(p: {
+  home: string;
+  clientId: string;
+  clientSecret: string;
+  authority: string;
+  port: number;
+  passcode: string;
+  /** Pages that may receive the AuthID by postMessage; omitted = the broker's defaults. */
+  allowedOrigins?: string[];
+}): Promise<RunResult> {
   const secretFile = join(p.home, '..', 'client-secret');
   writeFileSync(secretFile, `${p.clientSecret}\n`, { mode: 0o600 });
   return run(
@@ -70,6 +79,7 @@ export async function initHome(p: { home: string; clientId: string; clientSecret
       `127.0.0.1:${p.port}`,
       '--passcode',
       p.passcode,
+      ...(p.allowedOrigins ?? []).flatMap((o) => ['--allowed-origin', o]),
     ],
     { BROKER_HOME: p.home },
   );
@@ -84,15 +94,15 @@ export interface Served {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function serve(home: string, env: Record<string, string> = {}): Promise<Served> {
-  const child = spawn(BINARY, ['serve'], { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', BROKER_HOME: home, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function serve(home: string, env: Record<string, string> = {}, args: string[] = []): Promise<Served> {
+  const child = spawn(BINARY, ['serve', ...args], { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', BROKER_HOME: home, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
   const url = await new Promise<string>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`serve did not start:\n${err}`)), 10_000);
     child.stderr!.on('data', (d) => {
       err += d;
-      const m = /listening on (http:\/\/\S+)/.exec(err);
+      const m = /listening on (https?:\/\/\S+)/.exec(err);
       if (m) {
         clearTimeout(timer);
         res(m[1]!);

@@ -1,0 +1,116 @@
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { secretWarning } from '../broker/lifecycle.ts';
+import { brokerHome, STORE_FILE } from '../config/home.ts';
+import { loadSettings, type Settings } from '../config/settings.ts';
+import { BrokerError } from '../errors.ts';
+import { createPkce } from '../oauth/pkce.ts';
+import { MICROSOFT } from '../oauth/services.ts';
+import { Store } from '../store/store.ts';
+import { EXIT } from './exit-codes.ts';
+import type { Io } from './io.ts';
+import { checkPublicUrl } from './serve.ts';
+
+type Outcome = { ok: true; text: string } | { ok: false; text: string; fix: string; exit: number };
+
+/**
+ * `broker doctor`: each check in one line, with the fix when it fails. The exit
+ * code names the first class of problem: 3 settings or app registration, 5 files
+ * or store, 6 Microsoft unreachable.
+ */
+export async function doctorCommand(io: Io, deps: { fetch: typeof fetch; timeoutMs?: number } = { fetch: globalThis.fetch }): Promise<number> {
+  const home = brokerHome(io.env);
+  const results: [string, Outcome][] = [];
+  const check = async (name: string, fn: () => Outcome | Promise<Outcome>) => {
+    let r: Outcome;
+    try {
+      r = await fn();
+    } catch (e) {
+      const b = e instanceof BrokerError ? e : new BrokerError('internal', String(e));
+      r = { ok: false, text: b.message, fix: b.hint ?? 'See the message.', exit: b.code === 'store_error' ? EXIT.store : EXIT.config };
+    }
+    results.push([name, r]);
+    io.out(r.ok ? `ok    ${name}: ${r.text}` : `FAIL  ${name}: ${r.text}\n      fix: ${r.fix}`);
+    return r;
+  };
+
+  let settings: Settings | undefined;
+  await check('settings', () => {
+    settings = loadSettings(home, io.env);
+    checkPublicUrl(settings, false);
+    const warn = secretWarning(settings.secretExpires, Date.now());
+    return warn ? { ok: false, text: warn, fix: 'Create a new client secret in Entra, then `broker init --client-secret-file …`.', exit: EXIT.config } : { ok: true, text: `complete (${home})` };
+  });
+
+  await check('permissions', () => {
+    const bad: string[] = [];
+    const mode = (p: string) => statSync(p).mode & 0o777;
+    if (mode(home) & 0o077) bad.push(`${home} is ${mode(home).toString(8)}`);
+    for (const f of readdirSync(home)) {
+      const m = mode(join(home, f));
+      if (m & 0o077) bad.push(`${f} is ${m.toString(8)}`);
+    }
+    return bad.length
+      ? { ok: false, text: `readable by others: ${bad.join(', ')}`, fix: `chmod 700 ${home} && chmod 600 ${home}/*`, exit: EXIT.store }
+      : { ok: true, text: 'folder 0700, files 0600' };
+  });
+
+  await check('store', () => {
+    const store = Store.open(join(home, STORE_FILE));
+    try {
+      const n = store.countByState().reduce((a, c) => a + c.count, 0);
+      return { ok: true, text: `opens and is migrated (${n} connections)` };
+    } finally {
+      store.close();
+    }
+  });
+
+  if (settings) {
+    const s = settings;
+    const tokenUrl = MICROSOFT.tokenUrl(s.authority, s.tenant);
+    let reached: Response | undefined;
+    await check('authority', async () => {
+      // A deliberately invalid code: Microsoft checks the client before the code,
+      // so invalid_grant means the id and secret were accepted, invalid_client not.
+      try {
+        reached = await deps.fetch(tokenUrl, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({
+            client_id: s.clientId,
+            client_secret: s.clientSecret!,
+            grant_type: 'authorization_code',
+            code: 'broker-doctor-invalid-code',
+            redirect_uri: `${s.publicUrl}/logged-in`,
+            code_verifier: createPkce().verifier,
+          }),
+          signal: AbortSignal.timeout(deps.timeoutMs ?? 10_000),
+        });
+      } catch {
+        return { ok: false, text: `${tokenUrl} cannot be reached`, fix: 'Check the network, DNS and proxy settings, and --authority.', exit: EXIT.upstream };
+      }
+      return { ok: true, text: `${new URL(tokenUrl).origin} answers` };
+    });
+    if (reached) {
+      const res = reached;
+      await check('app registration', async () => {
+        const body = (await res.json().catch(() => ({}))) as { error?: string; error_codes?: number[] };
+        const codes = body.error_codes ?? [];
+        if (body.error === 'invalid_grant') return { ok: true, text: 'client id and secret accepted by Microsoft' };
+        if (body.error === 'invalid_client') {
+          const why = codes.includes(7000222) ? 'the client secret has expired' : codes.includes(7000215) ? 'the client secret is wrong (the secret ID instead of its Value?)' : 'the client id or secret was rejected';
+          return { ok: false, text: `${why} [invalid_client${codes.length ? ` AADSTS${codes.join(',')}` : ''}]`, fix: 'Create a new client secret in Entra, then `broker init --client-secret-file …`.', exit: EXIT.config };
+        }
+        if (body.error === 'unauthorized_client' || body.error === 'invalid_request') {
+          return { ok: false, text: `Microsoft refused the app: ${body.error}${codes.length ? ` AADSTS${codes.join(',')}` : ''}`, fix: 'Check the tenant setting against the app\'s supported account types, and the client id.', exit: EXIT.config };
+        }
+        return { ok: false, text: `unexpected answer (HTTP ${res.status}${body.error ? `, ${body.error}` : ''})`, fix: 'Check --authority and --tenant; try again later.', exit: EXIT.upstream };
+      });
+    }
+  }
+
+  const failed = results.filter(([, r]) => !r.ok);
+  io.out(failed.length ? `\n${failed.length} problem${failed.length > 1 ? 's' : ''} found.` : '\nAll checks passed.');
+  const first = failed[0]?.[1];
+  return first && !first.ok ? first.exit : EXIT.ok;
+}

@@ -1,0 +1,60 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Store } from './store/store.ts';
+
+/**
+ * Prometheus metrics, via prom-client: the exposition format has enough corners
+ * (escaping, histogram buckets, HELP/TYPE lines) that the maintained library is
+ * worth its two small dependencies. Labels carry routes, statuses and outcomes,
+ * never a keyid: a label per connection would grow without bound.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'route' | 'status'>;
+  private readonly refreshes: Counter<'outcome'>;
+  private readonly upstream: Histogram<'outcome'>;
+
+  constructor(store: Store) {
+    const registers = [this.registry];
+    this.requests = new Counter({ name: 'broker_http_requests_total', help: 'HTTP requests by route and status.', labelNames: ['route', 'status'], registers });
+    this.refreshes = new Counter({
+      name: 'broker_refresh_total',
+      help: 'Token requests by outcome: cache_hit, refreshed, stale_served, login_required, app_misconfigured, upstream_error, rejected.',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.upstream = new Histogram({
+      name: 'broker_upstream_request_duration_seconds',
+      help: 'Latency of calls to Microsoft\'s token endpoint.',
+      labelNames: ['outcome'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20],
+      registers,
+    });
+    new Gauge({
+      name: 'broker_connections',
+      help: 'Connections in the store by state.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const counts = { active: 0, login_required: 0, revoked: 0 };
+        for (const c of store.countByState()) counts[c.state] = c.count;
+        for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+      },
+    });
+  }
+
+  request(route: string, status: number): void {
+    this.requests.inc({ route, status: String(status) });
+  }
+
+  refresh(outcome: string): void {
+    this.refreshes.inc({ outcome });
+  }
+
+  upstreamCall(outcome: string, seconds: number): void {
+    this.upstream.observe({ outcome }, seconds);
+  }
+
+  async render(): Promise<Response> {
+    return new Response(await this.registry.metrics(), { headers: { 'content-type': this.registry.contentType, 'cache-control': 'no-store' } });
+  }
+}

@@ -1,0 +1,227 @@
+/**
+ * Running it for real: headless connect, doctor, HTTPS with certificate reload,
+ * the plain-http guard, JSON logs and metrics. All through the compiled binary.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BINARY, connectOverHttp, freePort, initHome, newHome, run, serve } from './support/binary.ts';
+import { startEntra, type Entra } from './support/entra.ts';
+
+const PASSCODE = 'operations-passcode';
+let entra: Entra;
+beforeAll(async () => {
+  entra = await startEntra({ acceptRedirectUri: (u) => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(u) });
+});
+afterAll(async () => {
+  await entra?.close();
+});
+
+async function configured(): Promise<{ home: string; port: number }> {
+  const home = newHome();
+  const port = await freePort();
+  const r = await initHome({ home, clientId: entra.clientId, clientSecret: entra.clientSecret, authority: entra.authority, port, passcode: PASSCODE });
+  expect(r.code, r.stderr).toBe(0);
+  return { home, port };
+}
+
+describe('broker connect (no browser on this machine)', () => {
+  it('prints the Microsoft URL, takes the pasted final address, and prints the authid', async () => {
+    const { home } = await configured();
+    const child = spawn(BINARY, ['connect'], { env: { PATH: process.env.PATH ?? '', BROKER_HOME: home }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    const url = await new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no URL printed:\n${err}`)), 10_000);
+      child.stderr.on('data', (d) => {
+        err += d;
+        const m = /(http:\/\/127\.0\.0\.1:\d+\/consumers\/oauth2\/v2\.0\/authorize\?\S+)/.exec(err);
+        if (m) {
+          clearTimeout(t);
+          resolve(m[1]!);
+        }
+      });
+    });
+    const callback = await entra.login(url, { username: 'nas-owner' });
+    child.stdin.end(`${callback}\n`);
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(code, err).toBe(0);
+    const authid = out.trim();
+    expect(authid).toMatch(/^bk1[a-z2-7]{32}:[a-z2-7]{56}$/);
+    expect(err).toContain('nas-owner');
+    const served = await serve(home);
+    try {
+      expect((await fetch(`${served.url}/refresh`, { headers: { 'x-authid': authid } })).status).toBe(200);
+    } finally {
+      await served.stop();
+    }
+  });
+
+  it('refuses an address that is not the redirect URI, and a replayed one', async () => {
+    const { home } = await configured();
+    const r = await run(['connect'], { BROKER_HOME: home }, { input: 'https://evil.example/logged-in?code=x&state=y\n' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/does not start with/);
+    const forged = await run(['connect'], { BROKER_HOME: home }, { input: `http://127.0.0.1:1/logged-in?code=x&state=y\n` });
+    expect(forged.code).not.toBe(0);
+  });
+});
+
+describe('broker doctor', () => {
+  it('passes on a good setup', async () => {
+    const { home } = await configured();
+    const r = await run(['doctor'], { BROKER_HOME: home });
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.stdout).toMatch(/ok +app registration: client id and secret accepted/);
+  });
+
+  it('a wrong secret: exit 3 with the fix', async () => {
+    const { home } = await configured();
+    const r = await run(['doctor'], { BROKER_HOME: home, BROKER_CLIENT_SECRET: 'not-the-secret' });
+    expect(r.code).toBe(3);
+    expect(r.stdout).toMatch(/FAIL +app registration: the client secret is wrong/);
+    expect(r.stdout).toMatch(/fix: /);
+    expect(r.stdout).not.toContain('not-the-secret');
+  });
+
+  it('Microsoft unreachable: exit 6', async () => {
+    const home = newHome();
+    const r0 = await run(['init', '--non-interactive', '--client-id', entra.clientId, '--authority', `http://127.0.0.1:${await freePort()}`], { BROKER_HOME: home, BROKER_CLIENT_SECRET: 'x~secret' });
+    expect(r0.code).toBe(0);
+    const r = await run(['doctor'], { BROKER_HOME: home });
+    expect(r.code).toBe(6);
+    expect(r.stdout).toMatch(/FAIL +authority: .* cannot be reached/);
+  });
+
+  it('files readable by others: exit 5 with the chmod to run', async () => {
+    const { home } = await configured();
+    chmodSync(join(home, 'settings.json'), 0o644);
+    const r = await run(['doctor'], { BROKER_HOME: home });
+    expect(r.code).toBe(5);
+    expect(r.stdout).toMatch(/FAIL +permissions: readable by others: settings.json is 644/);
+  });
+
+  it('no settings: exit 3', async () => {
+    const r = await run(['doctor'], { BROKER_HOME: newHome() });
+    expect(r.code).toBe(3);
+    expect(r.stdout).toMatch(/FAIL +settings: No settings/);
+  });
+});
+
+describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'broker-tls-'));
+  const cert = (name: string) => {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.crt`), '-days', '2', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  };
+  const subject = (port: number) => execFileSync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`], { input: '', encoding: 'utf8', stdio: ['pipe', 'pipe', 'ignore'] }).match(/subject=.*CN ?= ?(\S+)/)?.[1];
+
+  it('serves HTTPS and swaps the certificate on SIGHUP without dropping an in-flight request', async () => {
+    cert('first');
+    cert('second');
+    const { home } = await configured();
+    const served = await serve(home, {}, ['--tls-cert', join(dir, 'first.crt'), '--tls-key', join(dir, 'first.key')]);
+    try {
+      expect(served.url).toMatch(/^https:/);
+      const port = Number(new URL(served.url).port);
+      expect(subject(port)).toBe('first');
+      const c = await connectViaTls(served.url);
+      // A slow refresh is in flight while the certificate changes.
+      entra.setAccessTokenTtl(30);
+      entra.setTokenDelay(800);
+      try {
+        const inflight = fetch(`${served.url}/refresh`, { headers: { 'x-authid': c }, tls: { rejectUnauthorized: false } } as RequestInit);
+        await new Promise((r) => setTimeout(r, 200));
+        execFileSync('cp', [join(dir, 'second.crt'), join(dir, 'first.crt')]);
+        execFileSync('cp', [join(dir, 'second.key'), join(dir, 'first.key')]);
+        served.child.kill('SIGHUP');
+        await waitFor(() => served.stderr().includes('tls.reloaded'));
+        expect(subject(port)).toBe('second');
+        expect((await inflight).status).toBe(200);
+      } finally {
+        entra.setTokenDelay(0);
+        entra.setAccessTokenTtl(3600);
+      }
+    } finally {
+      await served.stop();
+    }
+  });
+
+  it('refuses a plain-http public URL that is not localhost unless --insecure-http', async () => {
+    const { home } = await configured();
+    const settingsPath = join(home, 'settings.json');
+    const s = JSON.parse(await Bun.file(settingsPath).text());
+    s.publicUrl = 'http://nas.example.lan:8080';
+    writeFileSync(settingsPath, JSON.stringify(s), { mode: 0o600 });
+    const r = await run(['serve'], { BROKER_HOME: home });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/plain http on a host other than localhost/);
+    expect(r.stderr).toMatch(/--insecure-http/);
+    const served = await serve(home, {}, ['--insecure-http']);
+    await served.stop();
+  });
+
+  it('JSON log lines, one per request, never a secret', async () => {
+    const { home } = await configured();
+    const served = await serve(home, {}, ['--log-format', 'json']);
+    const c = await connectOverHttp(served.url, PASSCODE, entra.login);
+    await fetch(`${served.url}/refresh`, { headers: { 'x-authid': c.authid } });
+    await served.stop();
+    const lines = served.stderr().split('\n').filter((l) => l.startsWith('{'));
+    const requests = lines.map((l) => JSON.parse(l)).filter((l) => l.event === 'request');
+    expect(requests.find((r) => r.route === '/refresh')).toMatchObject({ method: 'GET', status: 200, keyid: c.keyid.slice(0, 11) });
+    expect(typeof requests[0].ms).toBe('number');
+    expect(served.stderr()).not.toContain(c.authid.split(':')[1]);
+  });
+
+  it('metrics on the main listener when enabled, and on a separate address', async () => {
+    const { home } = await configured();
+    const plain = await serve(home);
+    expect((await fetch(`${plain.url}/metrics`)).status).toBe(404);
+    await plain.stop();
+
+    const served = await serve(home, {}, ['--metrics']);
+    try {
+      const c = await connectOverHttp(served.url, PASSCODE, entra.login);
+      await fetch(`${served.url}/refresh`, { headers: { 'x-authid': c.authid } });
+      await fetch(`${served.url}/refresh`, { headers: { 'x-authid': 'bad' } });
+      const text = await (await fetch(`${served.url}/metrics`)).text();
+      expect(text).toMatch(/broker_http_requests_total\{route="\/refresh",status="200"\} 1/);
+      expect(text).toMatch(/broker_refresh_total\{outcome="cache_hit"\} 1/);
+      expect(text).toMatch(/broker_refresh_total\{outcome="rejected"\} 1/);
+      expect(text).toMatch(/broker_connections\{state="active"\} 1/);
+      expect(text).toMatch(/# TYPE broker_upstream_request_duration_seconds histogram/);
+      expect(text).not.toContain(c.keyid);
+    } finally {
+      await served.stop();
+    }
+
+    const mport = await freePort();
+    const separate = await serve(home, {}, ['--metrics-listen', `127.0.0.1:${mport}`]);
+    try {
+      expect((await fetch(`${separate.url}/metrics`)).status).toBe(404);
+      expect(await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text()).toMatch(/broker_connections/);
+    } finally {
+      await separate.stop();
+    }
+  });
+});
+
+async function connectViaTls(url: string): Promise<string> {
+  const opts = { tls: { rejectUnauthorized: false } } as RequestInit;
+  const started = await fetch(`${url}/login`, { ...opts, method: 'POST', redirect: 'manual', body: new URLSearchParams({ id: 'onedrivev2', passcode: PASSCODE }) });
+  const cookie = started.headers.get('set-cookie')!.split(';')[0]!;
+  const callback = new URL(await entra.login(started.headers.get('location')!));
+  const res = await fetch(`${url}/logged-in${callback.search}`, { ...opts, headers: { cookie } });
+  return /id="authid"[^>]*>([^<]+)</.exec(await res.text())![1]!;
+}
+
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
