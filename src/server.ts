@@ -32,6 +32,21 @@ export interface ServerOptions {
   metrics?: boolean;
   /** Serve /metrics only on this separate address. */
   metricsListen?: { hostname: string; port: number };
+  /** Behind a reverse proxy on this machine: take the client address from X-Forwarded-For. */
+  trustProxy?: boolean;
+}
+
+const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
+
+/**
+ * The address rate limits count against. Behind a local reverse proxy every
+ * request comes from loopback; the proxy appends the real client as the LAST
+ * X-Forwarded-For entry (earlier entries are whatever the client sent).
+ */
+export function clientAddress(peer: string, forwardedFor: string | null, trustProxy: boolean): string {
+  if (!trustProxy || !forwardedFor || !LOOPBACK.test(peer)) return peer;
+  const last = forwardedFor.split(',').at(-1)?.trim();
+  return last && last.length <= 64 ? last : peer;
 }
 
 /** The only place that binds sockets. */
@@ -68,8 +83,8 @@ export async function startServer(p: ServerOptions): Promise<RunningServer> {
       idleTimeout: 30,
       fetch(req, srv) {
         if (metricsOnMain && new URL(req.url).pathname === '/metrics') return metrics!.render();
-        const address = srv.requestIP(req)?.address ?? 'unknown';
-        return app(req, { address });
+        const peer = srv.requestIP(req)?.address ?? 'unknown';
+        return app(req, { address: clientAddress(peer, req.headers.get('x-forwarded-for'), Boolean(p.trustProxy)) });
       },
       error(err) {
         p.log.warn('server.error', { error: (err as Error).name });

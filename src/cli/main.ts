@@ -51,6 +51,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .addOption(new Option('--log-format <format>', 'log lines as text or json [BROKER_LOG_FORMAT]').choices(['text', 'json']))
     .option('--metrics', 'serve Prometheus metrics at /metrics on the main listener')
     .option('--metrics-listen <host:port>', 'serve /metrics on this separate address instead')
+    .option('--trust-proxy', 'behind a reverse proxy on this machine: rate-limit by the X-Forwarded-For address')
     .action(async (flags) => serveCommand(flags, io));
 
   let exitCode: number = EXIT.ok;

@@ -16,6 +16,7 @@ export interface ServeFlags {
   logFormat?: string;
   metrics?: boolean;
   metricsListen?: string;
+  trustProxy?: boolean;
 }
 
 export function parseListen(v: string, flag = '--listen'): { hostname: string; port: number } {
@@ -65,6 +66,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
         tls: cert && key ? { cert, key } : undefined,
         metrics: Boolean(flags.metrics ?? settings.metrics),
         metricsListen: metricsListenText ? parseListen(metricsListenText, '--metrics-listen') : undefined,
+        trustProxy: Boolean(flags.trustProxy ?? settings.trustProxy),
       });
     } catch (e) {
       if (e instanceof BrokerError) throw e;

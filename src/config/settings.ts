@@ -27,6 +27,8 @@ export interface Settings {
   metrics?: boolean;
   /** Serve /metrics on this separate HOST:PORT instead. */
   metricsListen?: string;
+  /** A reverse proxy on this machine sets X-Forwarded-For. */
+  trustProxy?: boolean;
 }
 
 export const DEFAULTS = {
