@@ -94,7 +94,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
       return html(x, 404, unknownServicePage({ nonce: x.nonce, requested: type, services: broker.login.services() }));
     }
     const services = type ? broker.login.services().filter((s) => s.id === type) : broker.login.services();
-    return html(x, 200, startPage({ nonce: x.nonce, services, selected: type ?? DEFAULT_SERVICE_ID, fetchToken }));
+    return html(x, 200, startPage({ nonce: x.nonce, services, selected: type ?? DEFAULT_SERVICE_ID, fetchToken, filter: type ?? undefined }));
   }
 
   function loginGet(x: Exchange): Response {
@@ -110,7 +110,9 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     const passcode = field(form, 'passcode', 1024) ?? '';
     const token = field(form, 'token', 256);
     const fetchToken = FetchTokens.valid(token) ? token : undefined;
-    const services = broker.login.services();
+    const filter = field(form, 'type', 64);
+    const all = broker.login.services();
+    const services = filter && all.some((s) => s.id === filter) ? all.filter((s) => s.id === filter) : all;
     try {
       const started = await broker.login.start({ serviceId, passcode, client: x.client.address, extra: fetchToken });
       const res = redirect(started.authorizeUrl);
@@ -128,9 +130,9 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
       return res;
     } catch (err) {
       const e = asBrokerError(err);
-      if (e.code === 'unknown_service') return html(x, 404, unknownServicePage({ nonce: x.nonce, requested: serviceId, services }), e);
+      if (e.code === 'unknown_service') return html(x, 404, unknownServicePage({ nonce: x.nonce, requested: serviceId, services: all }), e);
       if (e.code === 'passcode_invalid' || e.code === 'rate_limited') {
-        const page = startPage({ nonce: x.nonce, services, selected: serviceId, error: describe(e), fetchToken });
+        const page = startPage({ nonce: x.nonce, services, selected: serviceId, error: describe(e), fetchToken, filter: filter ?? undefined });
         return html(x, HTTP_STATUS[e.code], page, e);
       }
       throw e;

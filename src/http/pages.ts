@@ -2,6 +2,8 @@ import type { Account } from '../oauth/id-token.ts';
 import type { Service } from '../oauth/services.ts';
 
 const esc = (s: string): string => Bun.escapeHTML(s);
+/** Error texts and hints name commands in backticks (as the CLI prints them); on a page those are code. */
+const rich = (s: string): string => esc(s).replace(/`([^`<>]+)`/g, '<code>$1</code>');
 
 /** Page chrome. Styles and scripts carry the response's CSP nonce; nothing is loaded from elsewhere. */
 export function layout(p: { title: string; nonce: string; body: string; script?: string }): string {
@@ -11,6 +13,7 @@ export function layout(p: { title: string; nonce: string; body: string; script?:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
+<link rel="icon" href="data:,">
 <title>${esc(p.title)} · broker</title>
 <style nonce="${p.nonce}">
 :root{color-scheme:light dark;--fg:#1d232b;--muted:#5b6573;--bg:#f5f7fa;--card:#fff;--line:#d9dee5;--accent:#0f6cbd;--accent-fg:#fff;--bad:#b3261e;--ok:#1a7f37;--code:#eef1f5}
@@ -19,6 +22,8 @@ export function layout(p: { title: string; nonce: string; body: string; script?:
 body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:var(--bg);color:var(--fg)}
 main{max-width:40rem;margin:3rem auto;padding:0 1rem}
 .card{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:1.75rem 2rem;box-shadow:0 1px 3px rgba(0,0,0,.06)}
+@media (max-width:32rem){main{margin:1rem auto;padding:0 .5rem}.card{padding:1.25rem 1rem}}
+a{color:var(--accent)}
 h1{font-size:1.4rem;margin:0 0 .25rem}
 h2{font-size:1.05rem;margin:1.5rem 0 .5rem}
 p{margin:.5rem 0}
@@ -32,7 +37,7 @@ button.secondary{background:transparent;color:var(--accent);border:1px solid var
 .ok{color:var(--ok)}
 code,pre{font:.9rem/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:var(--code);border-radius:6px}
 code{padding:.1rem .3rem}
-pre{padding:.75rem .9rem;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
+pre{padding:.75rem .9rem;overflow-x:auto;white-space:pre-wrap;overflow-wrap:anywhere}
 .secret{display:block;padding:.9rem 1rem;font-size:1rem;word-break:break-all;border:1px dashed var(--line);user-select:all}
 footer{margin-top:1.5rem;text-align:center}
 footer a{color:var(--muted)}
@@ -57,6 +62,8 @@ export function startPage(p: {
   selected?: string;
   error?: string;
   fetchToken?: string;
+  /** The `?type=` the page was opened with: kept through a wrong passcode. */
+  filter?: string;
 }): string {
   const options = p.services
     .map((s) => `<option value="${esc(s.id)}"${s.id === p.selected ? ' selected' : ''}>${esc(s.name)}</option>`)
@@ -65,8 +72,10 @@ export function startPage(p: {
   const body = `
 <h1>Connect ${only ? esc(only.name) : 'a storage account'}</h1>
 <p class="muted">Sign in once; the broker keeps the connection sealed and gives your backup software short-lived access tokens. You get an <strong>AuthID</strong>, the only key to it.</p>
-${p.error ? `<div class="error" role="alert">${esc(p.error)}</div>` : ''}
+${p.error ? `<div class="error" role="alert">${rich(p.error)}</div>` : ''}
 <form method="post" action="/login">
+<input type="text" name="username" value="broker" autocomplete="username" hidden>
+${p.filter ? `<input type="hidden" name="type" value="${esc(p.filter)}">` : ''}
 <label for="id">Service</label>
 <select id="id" name="id">${options}</select>
 <label for="passcode">Connect passcode</label>
@@ -128,8 +137,8 @@ if (window.opener) for (const o of origins) { try { window.opener.postMessage('a
 export function messagePage(p: { nonce: string; title: string; message: string; detail?: string; isError?: boolean }): string {
   const body = `
 <h1>${esc(p.title)}</h1>
-${p.isError ? `<div class="error" role="alert">${esc(p.message)}</div>` : `<p>${esc(p.message)}</p>`}
-${p.detail ? `<p class="muted">${esc(p.detail)}</p>` : ''}
+${p.isError ? `<div class="error" role="alert">${rich(p.message)}</div>` : `<p>${rich(p.message)}</p>`}
+${p.detail ? `<p class="muted">${rich(p.detail)}</p>` : ''}
 <p><a class="button" href="/">Back to the start page</a></p>`;
   return layout({ title: p.title, nonce: p.nonce, body });
 }
@@ -138,8 +147,8 @@ export function revokePage(p: { nonce: string; consentUrl: string; error?: strin
   const body = `
 <h1>Revoke an AuthID</h1>
 <p class="muted">The broker deletes the sealed connection at once; the AuthID stops working immediately.</p>
-${p.error ? `<div class="error" role="alert">${esc(p.error)}</div>` : ''}
-${p.done ? `<p class="ok"><strong>${esc(p.done)}</strong></p>` : ''}
+${p.error ? `<div class="error" role="alert">${rich(p.error)}</div>` : ''}
+${p.done ? `<p class="ok" role="status"><strong>${esc(p.done)}</strong></p>` : ''}
 <form method="post" action="/revoked">
 <label for="authid">AuthID</label>
 <input id="authid" name="authid" type="password" autocomplete="off" required>
