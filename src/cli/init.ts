@@ -34,8 +34,14 @@ export interface InitFlags {
   secretExpires?: string;
 }
 
+type Answers = Partial<Settings> & {
+  passcode?: string;
+  /** The wizard's "generate a new one": replace the kept passcode, shown once after the settings are written. */
+  newPasscode?: boolean;
+};
+
 /** Answers from flags, then BROKER_* variables; prompts and old settings fill the rest. */
-async function fromFlagsAndEnv(flags: InitFlags, io: Io): Promise<Partial<Settings> & { passcode?: string }> {
+async function fromFlagsAndEnv(flags: InitFlags, io: Io): Promise<Answers> {
   const env = io.env;
   let clientSecret: string | undefined;
   if (flags.clientSecretFile) {
@@ -78,6 +84,8 @@ export async function initCommand(flags: InitFlags, io: Io): Promise<void> {
 
   const listen = answers.listen ?? old.listen ?? DEFAULTS.listen;
   const next: Partial<Settings> = {
+    // Settings this command does not ask about (set by hand or by newer features) are kept.
+    ...old,
     clientId: answers.clientId ?? old.clientId,
     clientSecret: answers.clientSecret ?? old.clientSecret,
     tenant: answers.tenant ?? old.tenant ?? DEFAULTS.tenant,
@@ -85,7 +93,8 @@ export async function initCommand(flags: InitFlags, io: Io): Promise<void> {
     listen,
     publicUrl: answers.publicUrl ?? old.publicUrl ?? defaultPublicUrl(listen),
     allowedOrigins: answers.allowedOrigins ?? old.allowedOrigins ?? [...DEFAULTS.allowedOrigins],
-    secretExpires: answers.secretExpires ?? old.secretExpires,
+    // '' is an answer ("unknown"): it clears an old date.
+    secretExpires: answers.secretExpires !== undefined ? answers.secretExpires || undefined : old.secretExpires,
     passcodeHash: old.passcodeHash,
   };
 
@@ -103,7 +112,7 @@ export async function initCommand(flags: InitFlags, io: Io): Promise<void> {
   if (passcode !== undefined) {
     if (passcode.length < 8) throw new BrokerError('usage', '--passcode must be at least 8 characters.');
     next.passcodeHash = await hashPasscode(passcode);
-  } else if (!next.passcodeHash) {
+  } else if (!next.passcodeHash || answers.newPasscode) {
     newPasscode = generatePasscode();
     next.passcodeHash = await hashPasscode(newPasscode);
   }
@@ -117,11 +126,11 @@ export async function initCommand(flags: InitFlags, io: Io): Promise<void> {
   if (newPasscode) {
     io.out(`Connect passcode (shown once; needed to create connections): ${newPasscode}`);
   }
-  io.out('Next: `broker serve`, then open ' + `${next.publicUrl}/` + ' to connect OneDrive.');
+  io.out('Next: `broker serve` (or `broker service install` to run it as a service), then open ' + `${next.publicUrl}/` + ' to connect OneDrive.');
 }
 
 /** The wizard. Every question starts from the flag, the old answer, or the right default for a personal OneDrive. */
-async function askAll(given: Awaited<ReturnType<typeof fromFlagsAndEnv>>, old: Partial<Settings>, io: Io): Promise<typeof given> {
+async function askAll(given: Answers, old: Partial<Settings>, io: Io): Promise<Answers> {
   const { input, password, select, confirm } = await import('@inquirer/prompts');
   const out = { ...given };
   const check = (fn: (v: string) => string | null) => (v: string) => fn(v.trim()) ?? true;
@@ -132,7 +141,7 @@ async function askAll(given: Awaited<ReturnType<typeof fromFlagsAndEnv>>, old: P
     await input({
       message: 'Public URL (what your browser and Microsoft see; https, or http://localhost)',
       default: old.publicUrl ?? defaultPublicUrl(out.listen),
-      validate: check((v) => validateHttpUrl(normaliseUrl(v), 'public-url')),
+      validate: check((v) => validateHttpUrl(normaliseUrl(v), 'public-url', { allowInsecureHttp: old.insecureHttp })),
     }),
   );
   io.out(`\n${registrationSteps(`${out.publicUrl}/logged-in`)}\n`);
@@ -148,16 +157,21 @@ async function askAll(given: Awaited<ReturnType<typeof fromFlagsAndEnv>>, old: P
   });
   out.clientId ??= (await input({ message: 'Application (client) ID', default: old.clientId, validate: check(validateClientId) })).trim();
   io.out(`\n${SECRET_STEPS}\n`);
+  let newSecret = false;
   if (!out.clientSecret) {
     const keep = old.clientSecret ? await confirm({ message: 'Keep the app secret recorded before?', default: true }) : false;
-    if (!keep) out.clientSecret = (await password({ message: 'Client secret Value', mask: '*', validate: check(validateClientSecret) })).trim();
+    if (!keep) {
+      out.clientSecret = (await password({ message: 'Client secret Value', mask: '*', validate: check(validateClientSecret) })).trim();
+      newSecret = true;
+    }
   }
   out.secretExpires ??=
     (await input({
       message: 'Secret expiry date (YYYY-MM-DD, empty if unknown)',
-      default: old.secretExpires,
+      // A new secret has its own expiry: offering the old date would silently keep a wrong reminder.
+      default: newSecret ? undefined : old.secretExpires,
       validate: (v) => v.trim() === '' || /^\d{4}-\d{2}-\d{2}$/.test(v.trim()) || 'Use YYYY-MM-DD',
-    })).trim() || undefined;
+    })).trim();
   io.out(`\n${PERMISSION_STEPS}\n`);
   if (out.passcode === undefined) {
     const choice = await select({
@@ -168,13 +182,18 @@ async function askAll(given: Awaited<ReturnType<typeof fromFlagsAndEnv>>, old: P
         { name: 'Type my own', value: 'type' },
       ],
     });
-    if (choice === 'type') out.passcode = await password({ message: 'Passcode (8+ characters)', mask: '*', validate: (v) => v.length >= 8 || 'At least 8 characters' });
-    if (choice === 'generate') out.passcode = undefined;
-    if (choice === 'generate' && old.passcodeHash) {
-      const p = generatePasscode();
-      io.out(`New connect passcode (shown once): ${p}`);
-      out.passcode = p;
+    // Typed blind and never shown again: ask twice, so a typo does not lock the owner out.
+    while (choice === 'type') {
+      const first = await password({ message: 'Passcode (8+ characters)', mask: '*', validate: (v) => v.length >= 8 || 'At least 8 characters' });
+      const again = await password({ message: 'The same passcode again', mask: '*' });
+      if (first === again) {
+        out.passcode = first;
+        break;
+      }
+      io.out('The two passcodes differ; type it again.');
     }
+    // Generated after the settings are written, so the one shown is the one that works.
+    if (choice === 'generate') out.newPasscode = true;
   }
   for (const o of out.allowedOrigins ?? []) if (validateOrigin(o)) throw new BrokerError('usage', `--allowed-origin ${o} ${validateOrigin(o)}.`);
   return out;

@@ -10,6 +10,7 @@ import { processIo, type Io } from './io.ts';
 import { listCommand } from './list.ts';
 import { revokeCommand } from './revoke.ts';
 import { serveCommand } from './serve.ts';
+import { registerServiceCommand } from './service.ts';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -79,6 +80,8 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .description('end a connection for good, at once (also while serve runs)')
     .argument('<keyid-or-authid>', 'the keyid from `broker list`, or the whole AuthID')
     .action(async (target: string) => revokeCommand(brokerHome(io.env), io, target));
+
+  registerServiceCommand(program, io);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -1,5 +1,5 @@
 import Conf from 'conf';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BrokerError } from '../errors.ts';
 import { ensureHome, SETTINGS_FILE } from './home.ts';
@@ -58,7 +58,10 @@ export function validateTenant(v: string): string | null {
   return 'must be consumers, common, organizations, a tenant id (GUID) or a tenant domain';
 }
 
-export function validateHttpUrl(v: string, what: 'public-url' | 'authority'): string | null {
+/** Hosts Microsoft accepts in an http:// redirect URI (the URL parser lowercases and brackets them). */
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+export function validateHttpUrl(v: string, what: 'public-url' | 'authority', opts: { allowInsecureHttp?: boolean } = {}): string | null {
   let u: URL;
   try {
     u = new URL(v);
@@ -70,6 +73,10 @@ export function validateHttpUrl(v: string, what: 'public-url' | 'authority'): st
   if (u.username || u.password) return 'must not contain a user name or password';
   if (what === 'public-url' && u.pathname !== '/' && u.pathname !== '') {
     return 'must be the root of a host (Duplicati drops the path when it builds its login link)';
+  }
+  // The redirect URI is {public-url}/logged-in, and Microsoft refuses http:// ones except on localhost.
+  if (what === 'public-url' && u.protocol === 'http:' && !LOOPBACK_HOSTS.has(u.hostname) && !opts.allowInsecureHttp) {
+    return 'must use HTTPS: Microsoft accepts http:// redirect URIs only for localhost (localhost, 127.0.0.1 and [::1] are allowed); use an https:// URL (e.g. behind a reverse proxy), or keep http://localhost:PORT and connect with `broker connect` or an SSH tunnel';
   }
   return null;
 }
@@ -95,7 +102,7 @@ export function normaliseUrl(v: string): string {
 }
 
 /** Every problem at once, each naming its setting: a person fixes them in one go. */
-export function validateSettings(s: Partial<Settings>, opts: { requireSecret: boolean }): string[] {
+export function validateSettings(s: Partial<Settings>, opts: { requireSecret: boolean; allowInsecureHttp?: boolean }): string[] {
   const problems: string[] = [];
   const check = (name: string, value: unknown, fn: (v: string) => string | null) => {
     if (typeof value !== 'string' || value === '') problems.push(`${name} is missing`);
@@ -108,7 +115,8 @@ export function validateSettings(s: Partial<Settings>, opts: { requireSecret: bo
   if (opts.requireSecret || s.clientSecret !== undefined) check('client-secret', s.clientSecret, validateClientSecret);
   check('tenant', s.tenant, validateTenant);
   check('authority', s.authority, (v) => validateHttpUrl(v, 'authority'));
-  check('public-url', s.publicUrl, (v) => validateHttpUrl(v, 'public-url'));
+  const allowInsecureHttp = Boolean(opts.allowInsecureHttp || s.insecureHttp);
+  check('public-url', s.publicUrl, (v) => validateHttpUrl(v, 'public-url', { allowInsecureHttp }));
   check('listen', s.listen, validateListen);
   if (typeof s.passcodeHash !== 'string' || !s.passcodeHash.startsWith('$argon2')) problems.push('passcode is missing (run `broker init`)');
   for (const o of s.allowedOrigins ?? []) {
@@ -147,15 +155,40 @@ export function readSettings(home: string): Partial<Settings> {
   }
 }
 
-/** Loads and validates the settings; the app secret may come from the environment instead. */
+export const CLIENT_SECRET_CREDENTIAL = 'client-secret';
+
+/**
+ * A systemd credential: $CREDENTIALS_DIRECTORY/<name>, set up by LoadCredential=
+ * and readable only by the service. Undefined when there is none.
+ */
+function readCredential(env: Record<string, string | undefined>, name: string): string | undefined {
+  if (!env.CREDENTIALS_DIRECTORY) return undefined;
+  const path = join(env.CREDENTIALS_DIRECTORY, name);
+  if (!existsSync(path)) return undefined;
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch (e) {
+    throw new BrokerError('config_invalid', `Cannot read the credential ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}.`, {
+      cause: e,
+      hint: 'Check LoadCredential= in the unit (`broker service install --credential-file PATH`).',
+    });
+  }
+}
+
+/** Loads and validates the settings; the app secret may come from the environment or a systemd credential instead. */
 export function loadSettings(home: string, env: Record<string, string | undefined>): Settings {
   if (!settingsExist(home)) {
     throw new BrokerError('config_missing', `No settings in ${home}.`, { hint: 'Run `broker init` first (or set BROKER_HOME).' });
   }
   const s = readSettings(home);
+  // The app secret, first source wins: BROKER_CLIENT_SECRET, then the systemd
+  // credential `client-secret` (LoadCredential=, see `broker service install
+  // --credential-file`), then settings.json.
   if (env.BROKER_CLIENT_SECRET) s.clientSecret = env.BROKER_CLIENT_SECRET;
+  else s.clientSecret = readCredential(env, CLIENT_SECRET_CREDENTIAL) ?? s.clientSecret;
   s.allowedOrigins ??= [...DEFAULTS.allowedOrigins];
-  const problems = validateSettings(s, { requireSecret: true });
+  // Plain http on another host is refused by `serve` and `doctor` themselves (checkPublicUrl), which know --insecure-http.
+  const problems = validateSettings(s, { requireSecret: true, allowInsecureHttp: true });
   if (problems.length) {
     throw new BrokerError('config_invalid', `The settings in ${join(home, SETTINGS_FILE)} are incomplete: ${problems.join('; ')}.`, {
       hint: 'Run `broker init` again to fix them.',
