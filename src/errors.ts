@@ -33,6 +33,7 @@ export type ErrorCode =
   | 'config_invalid'
   | 'usage'
   | 'store_error'
+  | 'listen_failed'
   | 'internal';
 
 export class BrokerError extends Error {

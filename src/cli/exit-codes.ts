@@ -39,5 +39,6 @@ export const EXIT_CODE: Record<ErrorCode, number> = {
   config_invalid: EXIT.config,
   usage: EXIT.usage,
   store_error: EXIT.store,
+  listen_failed: EXIT.failure,
   internal: EXIT.failure,
 };

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { hashPasscode } from '../broker/passcode.ts';
 import { brokerHome } from '../config/home.ts';
@@ -32,6 +33,14 @@ export interface InitFlags {
   passcode?: string;
   allowedOrigin?: string[];
   secretExpires?: string;
+  // Settings for `serve`, recorded so that a service unit needs no flags.
+  tlsCert?: string;
+  tlsKey?: string;
+  insecureHttp?: boolean;
+  logFormat?: 'text' | 'json';
+  metrics?: boolean;
+  metricsListen?: string;
+  trustProxy?: boolean;
 }
 
 type Answers = Partial<Settings> & {
@@ -96,6 +105,7 @@ export async function initCommand(flags: InitFlags, io: Io): Promise<void> {
     // '' is an answer ("unknown"): it clears an old date.
     secretExpires: answers.secretExpires !== undefined ? answers.secretExpires || undefined : old.secretExpires,
     passcodeHash: old.passcodeHash,
+    ...serveSettings(flags),
   };
 
   const missing: string[] = [];
@@ -199,3 +209,16 @@ async function askAll(given: Answers, old: Partial<Settings>, io: Io): Promise<A
   return out;
 }
 
+
+/** Only the serve settings given as flags; absent ones keep their old values. */
+function serveSettings(f: InitFlags): Partial<Settings> {
+  const out: Partial<Settings> = {};
+  if (f.tlsCert !== undefined) out.tlsCert = resolve(f.tlsCert);
+  if (f.tlsKey !== undefined) out.tlsKey = resolve(f.tlsKey);
+  if (f.insecureHttp !== undefined) out.insecureHttp = f.insecureHttp;
+  if (f.logFormat !== undefined) out.logFormat = f.logFormat;
+  if (f.metrics !== undefined) out.metrics = f.metrics;
+  if (f.metricsListen !== undefined) out.metricsListen = f.metricsListen;
+  if (f.trustProxy !== undefined) out.trustProxy = f.trustProxy;
+  return out;
+}

@@ -40,6 +40,13 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .option('--passcode <text>', 'connect passcode (generated and printed once if not given) [BROKER_PASSCODE]')
     .option('--allowed-origin <origin>', 'origin allowed to receive the authid by postMessage (repeatable)', collect)
     .option('--secret-expires <date>', 'expiry date of the client secret, YYYY-MM-DD [BROKER_SECRET_EXPIRES]')
+    .option('--tls-cert <path>', 'record: serve HTTPS with this PEM certificate')
+    .option('--tls-key <path>', 'record: the PEM private key for --tls-cert')
+    .option('--insecure-http', 'record: allow a plain-http public URL that is not localhost')
+    .addOption(new Option('--log-format <format>', 'record: log lines as text or json').choices(['text', 'json']))
+    .option('--metrics', 'record: serve /metrics on the main listener')
+    .option('--metrics-listen <host:port>', 'record: serve /metrics on this separate address')
+    .option('--trust-proxy', 'record: a reverse proxy on this machine sets X-Forwarded-For')
     .action(async (flags) => initCommand(flags, io));
 
   program

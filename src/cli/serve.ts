@@ -1,6 +1,6 @@
 import { secretWarning } from '../broker/lifecycle.ts';
 import { brokerHome } from '../config/home.ts';
-import { validateListen, type Settings } from '../config/settings.ts';
+import { LOOPBACK_HOSTS, readSettings, validateListen, type Settings } from '../config/settings.ts';
 import { BrokerError } from '../errors.ts';
 import { makeLogger, type LogFormat } from '../log.ts';
 import { startServer, type RunningServer } from '../server.ts';
@@ -26,8 +26,6 @@ export function parseListen(v: string, flag = '--listen'): { hostname: string; p
   return { hostname: v.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(v.slice(i + 1)) };
 }
 
-const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
-
 /**
  * Microsoft accepts http redirect URIs only for localhost, and an authid or a
  * passcode sent over plain http to another machine can be read on the way.
@@ -44,7 +42,7 @@ export function checkPublicUrl(s: Pick<Settings, 'publicUrl' | 'insecureHttp'>, 
 /** Runs until SIGTERM or SIGINT, then lets in-flight requests finish and exits 0. SIGHUP re-reads the TLS files. */
 export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
   const home = brokerHome(io.env);
-  const format = (flags.logFormat ?? io.env.BROKER_LOG_FORMAT ?? 'text') as LogFormat;
+  const format = (flags.logFormat ?? io.env.BROKER_LOG_FORMAT ?? readSettings(home).logFormat ?? 'text') as LogFormat;
   if (format !== 'text' && format !== 'json') throw new BrokerError('usage', '--log-format must be text or json.');
   const log = makeLogger(format, (l) => io.err(l));
   const { broker, settings, store } = await openBroker(home, io.env, { fetch: globalThis.fetch, now: Date.now, log });
@@ -71,7 +69,8 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
     } catch (e) {
       if (e instanceof BrokerError) throw e;
       const code = (e as NodeJS.ErrnoException).code;
-      throw new BrokerError('config_invalid', `Cannot listen on ${hostname}:${port}${code ? ` (${code})` : ''}.`, {
+      // Not a configuration error: a port still held by a stopping process, or an address not up yet at boot, passes.
+      throw new BrokerError('listen_failed', `Cannot listen on ${hostname}:${port}${code ? ` (${code})` : ''}.`, {
         hint: code === 'EADDRINUSE' ? 'Another program (or another broker) uses that port; choose another with --listen.' : 'Check --listen, the TLS files and --metrics-listen.',
         cause: e,
       });

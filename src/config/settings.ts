@@ -59,7 +59,8 @@ export function validateTenant(v: string): string | null {
 }
 
 /** Hosts Microsoft accepts in an http:// redirect URI (the URL parser lowercases and brackets them). */
-const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+/** Hosts Microsoft accepts in http:// redirect URIs (IPv6 [::1] is not supported there). */
+export const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['localhost', '127.0.0.1']);
 
 export function validateHttpUrl(v: string, what: 'public-url' | 'authority', opts: { allowInsecureHttp?: boolean } = {}): string | null {
   let u: URL;
@@ -76,7 +77,7 @@ export function validateHttpUrl(v: string, what: 'public-url' | 'authority', opt
   }
   // The redirect URI is {public-url}/logged-in, and Microsoft refuses http:// ones except on localhost.
   if (what === 'public-url' && u.protocol === 'http:' && !LOOPBACK_HOSTS.has(u.hostname) && !opts.allowInsecureHttp) {
-    return 'must use HTTPS: Microsoft accepts http:// redirect URIs only for localhost (localhost, 127.0.0.1 and [::1] are allowed); use an https:// URL (e.g. behind a reverse proxy), or keep http://localhost:PORT and connect with `broker connect` or an SSH tunnel';
+    return 'must use HTTPS: Microsoft accepts http:// redirect URIs only for localhost (localhost and 127.0.0.1 are allowed); use an https:// URL (e.g. behind a reverse proxy), or keep http://localhost:PORT and connect with `broker connect` or an SSH tunnel';
   }
   return null;
 }
@@ -124,6 +125,9 @@ export function validateSettings(s: Partial<Settings>, opts: { requireSecret: bo
     if (p) problems.push(`allowed-origin ${o.slice(0, 80)} ${p}`);
   }
   if (s.secretExpires !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(s.secretExpires)) problems.push('secret-expires must be a date YYYY-MM-DD');
+  if (Boolean(s.tlsCert) !== Boolean(s.tlsKey)) problems.push('tls-cert and tls-key go together');
+  if (s.metricsListen !== undefined && validateListen(s.metricsListen)) problems.push(`metrics-listen ${validateListen(s.metricsListen)}`);
+  if (s.logFormat !== undefined && s.logFormat !== 'text' && s.logFormat !== 'json') problems.push('log-format must be text or json');
   return problems;
 }
 

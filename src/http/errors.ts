@@ -30,6 +30,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   config_invalid: 500,
   usage: 400,
   store_error: 500,
+  listen_failed: 500,
   internal: 500,
 };
 
