@@ -163,6 +163,18 @@ describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
     await served.stop();
   });
 
+  it('a port already in use: exit 1 (worth a restart), not the configuration code 3', async () => {
+    const { home } = await configured();
+    const first = await serve(home);
+    try {
+      const second = await run(['serve'], { BROKER_HOME: home });
+      expect(second.code).toBe(1);
+      expect(second.stderr).toMatch(/Cannot listen on .*EADDRINUSE/);
+    } finally {
+      await first.stop();
+    }
+  });
+
   it('JSON log lines, one per request, never a secret', async () => {
     const { home } = await configured();
     const served = await serve(home, {}, ['--log-format', 'json']);
