@@ -234,6 +234,96 @@ describe('refresh tokens', () => {
   });
 });
 
+describe('refresh-token reuse grace (reuseGraceMs)', () => {
+  it('is off by default: an immediate replay still revokes the grant', async () => {
+    const first = (await redeem(await signIn())).body;
+    const second = (await refresh(first.refresh_token)).body;
+    const before = entra.stats();
+    const replay = await refresh(first.refresh_token);
+    expect(replay.status).toBe(400);
+    expect(replay.body.error).toBe('invalid_grant');
+    expect(entra.stats().reuseDetected).toBe(before.reuseDetected + 1);
+    expect(entra.stats().reuseWithinGrace).toBe(before.reuseWithinGrace);
+    expect((await refresh(second.refresh_token)).status).toBe(400);
+  });
+
+  it('within the grace, a rotated token is accepted once more, rotates again, and the grant survives', async () => {
+    entra.setReuseGraceMs(5000);
+    try {
+      const first = (await redeem(await signIn())).body;
+      const second = (await refresh(first.refresh_token)).body;
+      const before = entra.stats();
+      const replay = await refresh(first.refresh_token);
+      expect(replay.status).toBe(200);
+      expect(replay.body.refresh_token).toBeTruthy();
+      expect(replay.body.refresh_token).not.toBe(first.refresh_token);
+      expect(replay.body.refresh_token).not.toBe(second.refresh_token);
+      expect(entra.stats().reuseWithinGrace).toBe(before.reuseWithinGrace + 1);
+      expect(entra.stats().reuseDetected).toBe(before.reuseDetected);
+      // Both descendants work: nothing was revoked.
+      expect((await refresh(replay.body.refresh_token)).status).toBe(200);
+      const third = await refresh(second.refresh_token);
+      expect(third.status).toBe(200);
+      // The grace is for one replay only: a second one revokes the grant.
+      const again = await refresh(first.refresh_token);
+      expect(again.status).toBe(400);
+      expect(entra.stats().reuseDetected).toBe(before.reuseDetected + 1);
+      expect((await refresh(third.body.refresh_token)).status).toBe(400);
+    } finally {
+      entra.setReuseGraceMs(0);
+    }
+  });
+
+  it('two concurrent replays within the grace: only one is accepted', async () => {
+    entra.setReuseGraceMs(5000);
+    try {
+      const first = (await redeem(await signIn())).body;
+      await refresh(first.refresh_token);
+      const before = entra.stats();
+      const both = await Promise.all([refresh(first.refresh_token), refresh(first.refresh_token)]);
+      expect(both.map((r) => r.status).sort()).toEqual([200, 400]);
+      expect(entra.stats().reuseWithinGrace).toBe(before.reuseWithinGrace + 1);
+      expect(entra.stats().reuseDetected).toBe(before.reuseDetected + 1);
+    } finally {
+      entra.setReuseGraceMs(0);
+    }
+  });
+
+  it('after the grace, a replay revokes the grant as before (option given at start)', async () => {
+    const graced = await startEntra({ redirectUris: [REDIRECT_URI], reuseGraceMs: 150 });
+    try {
+      const post = async (params: Record<string, string>) => {
+        const res = await fetch(graced.tokenUrl(), {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ client_id: graced.clientId, client_secret: graced.clientSecret, ...params }),
+        });
+        return { status: res.status, body: (await res.json()) as TokenResponse };
+      };
+      const verifier = randomBytes(32).toString('base64url');
+      const challenge = createHash('sha256').update(verifier).digest('base64url');
+      const url = new URL(graced.authorizeUrl());
+      url.search = new URLSearchParams({
+        client_id: graced.clientId, response_type: 'code', redirect_uri: REDIRECT_URI, scope: SCOPE,
+        state: 's', nonce: 'n', code_challenge: challenge, code_challenge_method: 'S256',
+      }).toString();
+      const code = new URL(await graced.login(url.href)).searchParams.get('code')!;
+      const first = (await post({ grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, code_verifier: verifier })).body;
+      const second = (await post({ grant_type: 'refresh_token', refresh_token: first.refresh_token!, scope: SCOPE })).body;
+      expect(second.refresh_token).toBeTruthy();
+      await new Promise((r) => setTimeout(r, 400));
+      const replay = await post({ grant_type: 'refresh_token', refresh_token: first.refresh_token!, scope: SCOPE });
+      expect(replay.status).toBe(400);
+      expect(replay.body.error).toBe('invalid_grant');
+      expect(graced.stats()).toMatchObject({ reuseDetected: 1, reuseWithinGrace: 0 });
+      const newest = await post({ grant_type: 'refresh_token', refresh_token: second.refresh_token!, scope: SCOPE });
+      expect(newest.status).toBe(400);
+    } finally {
+      await graced.close();
+    }
+  });
+});
+
 describe('observation and failure injection', () => {
   it('counts token requests by grant type', async () => {
     const login = await signIn();
@@ -245,6 +335,7 @@ describe('observation and failure injection', () => {
       tokenRequests: 3,
       byGrant: { authorization_code: 1, refresh_token: 2 },
       reuseDetected: 1,
+      reuseWithinGrace: 0,
     });
   });
 

@@ -24,15 +24,20 @@ export class PasscodeGuard {
     if (wait > 0) {
       throw new BrokerError('rate_limited', 'Too many wrong passcodes; wait before trying again.', { retryAfter: wait });
     }
+    // Counted before the (slow, memory-hungry) Argon2 check and taken back on
+    // success, so that parallel guesses cannot all slip in under the limit.
+    this.perClient.fail(client);
+    this.global.fail('*');
     // An over-long input is wrong anyway; do not spend Argon2 time on it.
     const ok = passcode.length > 0 && passcode.length <= 256 && (await Bun.password.verify(passcode, this.hash).catch(() => false));
-    if (!ok) {
-      this.perClient.fail(client);
-      this.global.fail('*');
-      throw new BrokerError('passcode_invalid', 'Wrong connect passcode.', {
-        hint: 'The passcode was set or printed by `broker init`; run `broker init` again to set a new one.',
-      });
+    if (ok) {
+      this.perClient.forgive(client);
+      this.global.forgive('*');
+      return;
     }
+    throw new BrokerError('passcode_invalid', 'Wrong connect passcode.', {
+      hint: 'The passcode was set or printed by `broker init`; run `broker init` again to set a new one.',
+    });
   }
 }
 

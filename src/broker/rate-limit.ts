@@ -36,6 +36,12 @@ export class FailureLimiter {
     this.windows.set(key, { count: 1, resetAt: t + this.windowMs });
   }
 
+  /** Takes back one counted failure (an attempt counted up front that turned out valid). */
+  forgive(key: string): void {
+    const w = this.windows.get(key);
+    if (w && --w.count <= 0) this.windows.delete(key);
+  }
+
   private sweep(t: number): void {
     for (const [k, w] of this.windows) if (t >= w.resetAt) this.windows.delete(k);
     // Still full: forget the oldest entries rather than grow without bound.

@@ -48,6 +48,11 @@ export class TokenService {
   private readonly inflight = new Map<string, Promise<AccessToken>>();
   private readonly touched = new Map<string, number>();
   private readonly misconfigLogged = new Set<string>();
+  /**
+   * Rotations Microsoft made that the store could not take (disk full, read-only):
+   * the only copy of the newest refresh token, written first at the next request.
+   */
+  private readonly unsaved = new Map<string, { baseVersion: number; sealed: Uint8Array; grant: SealedGrant }>();
   /** Failed authid attempts per client address. */
   readonly failures: FailureLimiter;
   /** Compared against when a keyid is unknown, so both paths do the same work. */
@@ -133,9 +138,21 @@ export class TokenService {
     const record = ctx.store.get(id.keyid);
     if (!record || !record.sealed) throw GENERIC();
     assertUsable(record, ctx.config.publicUrl);
-    const grant = openJson<SealedGrant>(ctx.sodium, keys.sealKey, record.sealed);
+    let grant = openJson<SealedGrant>(ctx.sodium, keys.sealKey, record.sealed);
+    let version = record.version;
+    const pending = this.unsaved.get(id.keyid);
+    if (pending && pending.baseVersion === version) {
+      this.persist(id.keyid, version, pending.sealed, ctx.now(), pending);
+      this.unsaved.delete(id.keyid);
+      ctx.log.info('connection.saved_pending', { keyid: short(id.keyid) });
+      grant = pending.grant;
+      version += 1;
+    } else if (pending) {
+      // The row changed under us (revoked, or another process): that rotation is moot.
+      this.unsaved.delete(id.keyid);
+    }
     if (fresh(grant.accessTokenExpiresAt, grant.accessTokenLifetime * 1000, ctx.now())) {
-      this.remember(id.keyid, record.version, grant);
+      this.remember(id.keyid, version, grant);
       return { accessToken: grant.accessToken, expiresAt: grant.accessTokenExpiresAt, service: record.service, keyid: id.keyid, source: 'store' };
     }
     const service = findService(record.service);
@@ -147,13 +164,15 @@ export class TokenService {
     } catch (e) {
       const err = e instanceof BrokerError ? e : new BrokerError('internal', 'Internal error in the broker; see its log.', { cause: e });
       if (err.code === 'login_required') {
-        ctx.store.setState(id.keyid, record.version, 'login_required', err.message, ctx.now());
+        ctx.store.setState(id.keyid, version, 'login_required', err.message, ctx.now());
         this.forget(id.keyid);
         ctx.log.warn('connection.login_required', { keyid: short(id.keyid) });
         throw new BrokerError('login_required', `${err.message} Create a new AuthID at ${ctx.config.publicUrl}/`, { cause: err });
       }
-      if (err.code === 'app_misconfigured' && !this.misconfigLogged.has(err.message)) {
-        this.misconfigLogged.add(err.message);
+      // One line per distinct cause: Microsoft's trace id differs on every answer, so it is not part of the key.
+      const cause = err.message.replace(/; trace id [^\]]*/, '');
+      if (err.code === 'app_misconfigured' && !this.misconfigLogged.has(cause) && this.misconfigLogged.size < 100) {
+        this.misconfigLogged.add(cause);
         ctx.log.warn('app.misconfigured', { reason: err.message });
       }
       // Microsoft failed, but the token we hold is still good for a while: a backup can go on.
@@ -175,21 +194,37 @@ export class TokenService {
     };
     const sealed = sealJson(ctx.sodium, keys.sealKey, next);
     // The new refresh token exists only in this process until this write succeeds.
-    let swapped: boolean;
-    try {
-      swapped = ctx.store.compareAndSwap(id.keyid, record.version, sealed, done);
-    } catch (e) {
-      ctx.log.warn('store.write_failed', { keyid: short(id.keyid) });
-      throw e;
-    }
-    if (!swapped) {
-      const now2 = ctx.store.get(id.keyid);
-      if (now2?.state === 'revoked') throw revokedError(ctx.config.publicUrl);
-      throw new BrokerError('conflict', 'The connection was changed by another process during the refresh.', { hint: 'Try again.' });
-    }
-    this.remember(id.keyid, record.version + 1, next);
+    this.persist(id.keyid, version, sealed, done, { baseVersion: version, sealed, grant: next });
+    this.remember(id.keyid, version + 1, next);
     ctx.log.info('connection.refreshed', { keyid: short(id.keyid), ms: done - started });
     return { accessToken: next.accessToken, expiresAt: next.accessTokenExpiresAt, service: record.service, keyid: id.keyid, source: 'refreshed' };
+  }
+
+  /**
+   * Compare-and-swap of a new envelope. If the store fails, the rotation is kept
+   * in memory (the old refresh token may already be spent at Microsoft) and the
+   * caller gets a 5xx that says so; the next request writes it first.
+   */
+  private persist(keyid: string, version: number, sealed: Uint8Array, now: number, keep: { baseVersion: number; sealed: Uint8Array; grant: SealedGrant }): void {
+    const { ctx } = this;
+    let swapped: boolean;
+    try {
+      swapped = ctx.store.compareAndSwap(keyid, version, sealed, now);
+    } catch (e) {
+      this.unsaved.set(keyid, keep);
+      ctx.log.warn('store.write_failed', { keyid: short(keyid) });
+      const why = e instanceof BrokerError ? e.message : 'The store could not be written.';
+      throw new BrokerError('store_error', `${why} The broker keeps the new refresh token in memory and saves it with the next request.`, {
+        cause: e,
+        hint: 'Free space in BROKER_HOME or make it writable, then try again; do not restart the broker until then.',
+      });
+    }
+    if (!swapped) {
+      this.unsaved.delete(keyid);
+      const row = ctx.store.get(keyid);
+      if (row?.state === 'revoked') throw revokedError(ctx.config.publicUrl);
+      throw new BrokerError('conflict', 'The connection was changed by another process during the refresh.', { hint: 'Try again.' });
+    }
   }
 
   /** Retries transient failures with back-off, within one budget for the whole request. */

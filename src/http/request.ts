@@ -18,7 +18,15 @@ export async function readForm(req: Request): Promise<URLSearchParams> {
   let size = 0;
   const reader = req.body.getReader();
   for (;;) {
-    const { done, value } = await reader.read();
+    let chunk: Awaited<ReturnType<typeof reader.read>>;
+    try {
+      chunk = await reader.read();
+    } catch (e) {
+      // Broken chunked framing, a client gone mid-body, or Bun's own size limit: the request's fault, not ours.
+      if (/maxRequestBodySize|too large/i.test(String((e as Error)?.message))) throw tooLarge();
+      throw new BrokerError('invalid_request', 'The request body could not be read.');
+    }
+    const { done, value } = chunk;
     if (done) break;
     size += value.byteLength;
     if (size > MAX_FORM_BYTES) {

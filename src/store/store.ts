@@ -172,9 +172,9 @@ export class Store {
     try {
       return fn();
     } catch (e) {
-      throw new BrokerError('store_error', `The store could not be written: ${(e as Error).message}`, {
+      throw new BrokerError('store_error', `The store could not be written: ${(e as Error).message}.`, {
         cause: e,
-        hint: 'Check free space and permissions in BROKER_HOME; nothing was changed.',
+        hint: 'Check free space and permissions in BROKER_HOME.',
       });
     }
   }

@@ -19,7 +19,12 @@
  *   - consent is granted automatically (the user only sees a login form);
  *   - refresh tokens rotate on every use, and replaying a used one revokes
  *     the whole grant (stricter than Entra, on purpose: it is the failure the
- *     broker must never provoke);
+ *     broker must never provoke). With `reuseGraceMs` > 0, a rotated token
+ *     presented within that many ms of its rotation is accepted once more
+ *     (it rotates again, the grant survives; counted in `reuseWithinGrace`):
+ *     a narrow model of Entra, which does not revoke old refresh tokens on
+ *     use, for a client that died between sending a refresh and storing the
+ *     answer; anything older, or a second replay, still revokes;
  *   - token endpoint errors carry `error_codes`, `trace_id`, `correlation_id`.
  */
 
@@ -90,6 +95,12 @@ export interface EntraOptions {
   accessTokenTtl?: number;
   /** Tenant id stamped into tokens (`tid`, issuer). Default: the consumer tenant. */
   tid?: string;
+  /**
+   * Grace for a refresh token that was already rotated: presented within this
+   * many ms of its rotation, it is accepted once more (and rotates again)
+   * instead of revoking the grant. Default 0: strict, every reuse revokes.
+   */
+  reuseGraceMs?: number;
 }
 
 /**
@@ -110,8 +121,10 @@ export interface EntraStats {
   /** Every request to a token endpoint, canned or real. */
   tokenRequests: number;
   byGrant: { authorization_code: number; refresh_token: number; [grantType: string]: number };
-  /** Times an already-rotated refresh token was presented (each revoked its grant). */
+  /** Times an already-rotated refresh token was presented outside the grace (each revoked its grant). */
   reuseDetected: number;
+  /** Times an already-rotated refresh token was accepted once more, within `reuseGraceMs` of its rotation. */
+  reuseWithinGrace: number;
 }
 
 export interface LoginOptions {
@@ -146,6 +159,8 @@ export interface Entra {
   /** Delays every real token request by `ms` before the provider handles it. */
   setTokenDelay(ms: number): void;
   setAccessTokenTtl(seconds: number): void;
+  /** See `EntraOptions.reuseGraceMs`; 0 restores strict reuse detection. */
+  setReuseGraceMs(ms: number): void;
   setRedirectUris(uris: string[]): void;
   addRedirectUri(uri: string): void;
   /** Simulates the user withdrawing consent: every grant and token dies. */
@@ -210,6 +225,45 @@ interface StoredEntry {
  */
 class MemoryStore {
   readonly models = new Map<string, Map<string, StoredEntry>>();
+  /** Grace for rotated refresh tokens (see `EntraOptions.reuseGraceMs`). */
+  reuseGraceMs = 0;
+  /** Called when a rotated refresh token is accepted (and rotated) within the grace. */
+  onReuseWithinGrace: () => void = () => {};
+  /** When each refresh token was first rotated, and whether its one grace use was taken. */
+  readonly #rotations = new Map<string, { at: number; graceClaimed: boolean }>();
+
+  /**
+   * Hides `consumed` from the provider for one presentation within the grace,
+   * so oidc-provider rotates the token again instead of revoking the grant.
+   * Claimed synchronously, so two concurrent replays cannot both get it.
+   */
+  presentRefreshToken(id: string, payload: AdapterPayload): AdapterPayload {
+    if (!payload.consumed || this.reuseGraceMs <= 0) return payload;
+    const rotation = this.#rotations.get(id);
+    if (!rotation || rotation.graceClaimed || Date.now() - rotation.at > this.reuseGraceMs) return payload;
+    rotation.graceClaimed = true;
+    const { consumed: _consumed, ...rest } = payload;
+    return rest;
+  }
+
+  consumedRefreshToken(id: string, alreadyConsumed: boolean): void {
+    const rotation = this.#rotations.get(id);
+    if (alreadyConsumed && rotation?.graceClaimed) {
+      this.onReuseWithinGrace();
+      return;
+    }
+    if (rotation) return;
+    if (this.#rotations.size >= 10_000) {
+      // Bounded: forget rotations far outside any grace a test would use.
+      const cutoff = Date.now() - 10 * 60_000;
+      for (const [k, v] of this.#rotations) if (v.at < cutoff) this.#rotations.delete(k);
+    }
+    this.#rotations.set(id, { at: Date.now(), graceClaimed: false });
+  }
+
+  forgetRefreshToken(id: string): void {
+    this.#rotations.delete(id);
+  }
 
   model(name: string): Map<string, StoredEntry> {
     let entries = this.models.get(name);
@@ -225,9 +279,11 @@ class MemoryStore {
 
     return class MemoryAdapter implements Adapter {
       readonly #entries: Map<string, StoredEntry>;
+      readonly #isRefreshToken: boolean;
 
       constructor(modelName: string) {
         this.#entries = store.model(modelName);
+        this.#isRefreshToken = modelName === 'RefreshToken';
       }
 
       #live(id: string): StoredEntry | undefined {
@@ -257,7 +313,8 @@ class MemoryStore {
 
       async find(id: string): Promise<AdapterPayload | undefined> {
         const entry = this.#live(id);
-        return entry ? { ...entry.payload } : undefined;
+        if (!entry) return undefined;
+        return this.#isRefreshToken ? store.presentRefreshToken(id, { ...entry.payload }) : { ...entry.payload };
       }
 
       async findByUid(uid: string): Promise<AdapterPayload | undefined> {
@@ -270,16 +327,21 @@ class MemoryStore {
 
       async consume(id: string): Promise<void> {
         const entry = this.#live(id);
-        if (entry) entry.payload.consumed = Math.floor(Date.now() / 1000);
+        if (!entry) return;
+        if (this.#isRefreshToken) store.consumedRefreshToken(id, Boolean(entry.payload.consumed));
+        entry.payload.consumed = Math.floor(Date.now() / 1000);
       }
 
       async destroy(id: string): Promise<void> {
         this.#entries.delete(id);
+        if (this.#isRefreshToken) store.forgetRefreshToken(id);
       }
 
       async revokeByGrantId(grantId: string): Promise<void> {
         for (const [id, entry] of this.#entries) {
-          if (entry.payload.grantId === grantId) this.#entries.delete(id);
+          if (entry.payload.grantId !== grantId) continue;
+          this.#entries.delete(id);
+          if (this.#isRefreshToken) store.forgetRefreshToken(id);
         }
       }
     };
@@ -415,7 +477,7 @@ function entraErrorBody(out: ErrorOut, detail: string | undefined): Record<strin
 }
 
 function freshStats(): EntraStats {
-  return { tokenRequests: 0, byGrant: { authorization_code: 0, refresh_token: 0 }, reuseDetected: 0 };
+  return { tokenRequests: 0, byGrant: { authorization_code: 0, refresh_token: 0 }, reuseDetected: 0, reuseWithinGrace: 0 };
 }
 
 // ---------------------------------------------------------------------------
@@ -479,6 +541,10 @@ export async function startEntra(opts: EntraOptions = {}): Promise<Entra> {
   let stats = freshStats();
   const failures: TokenFailure[] = [];
   const store = new MemoryStore();
+  store.reuseGraceMs = opts.reuseGraceMs ?? 0;
+  store.onReuseWithinGrace = () => {
+    stats.reuseWithinGrace += 1;
+  };
   const accounts = new Map<string, AccountInfo>();
 
   // Everything that could keep the process alive after close(): sockets,
@@ -898,6 +964,9 @@ export async function startEntra(opts: EntraOptions = {}): Promise<Entra> {
     },
     setAccessTokenTtl: (seconds) => {
       accessTokenTtl = seconds;
+    },
+    setReuseGraceMs: (ms) => {
+      store.reuseGraceMs = ms;
     },
     setRedirectUris: (uris) => {
       redirectUris = new Set(uris);

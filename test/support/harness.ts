@@ -7,7 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Broker } from '../../src/broker/broker.ts';
-import { silentLogger } from '../../src/broker/context.ts';
+import { silentLogger, type BrokerConfig, type Logger } from '../../src/broker/context.ts';
 import { hashPasscode } from '../../src/broker/passcode.ts';
 import { loadSodium } from '../../src/crypto/sodium.ts';
 import { createApp } from '../../src/http/app.ts';
@@ -29,7 +29,14 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(): Promise<Harness> {
+export interface HarnessOptions {
+  /** Overrides of the broker's settings, e.g. small upstreamTimeoutMs/upstreamBudgetMs for timeout tests. */
+  config?: Partial<BrokerConfig>;
+  /** Where the broker's log events go (default: nowhere). */
+  log?: Logger;
+}
+
+export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const entra = await startEntra({ redirectUris: [`${PUBLIC_URL}/logged-in`] });
   const dir = mkdtempSync(join(tmpdir(), 'broker-harness-'));
   const dbPath = join(dir, 'broker.db');
@@ -46,12 +53,13 @@ export async function startHarness(): Promise<Harness> {
       passcodeHash: await hashPasscode(PASSCODE),
       allowedOrigins: ['http://localhost:8200'],
       upstreamTimeoutMs: 5000,
+      ...opts.config,
     },
     store,
     sodium: await loadSodium(),
     fetch: globalThis.fetch,
     now,
-    log: silentLogger,
+    log: opts.log ?? silentLogger,
   });
   const app = createApp({ broker, version: 'test', now });
 
