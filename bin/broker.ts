@@ -1,4 +1,11 @@
 #!/usr/bin/env bun
-import { main } from '../src/cli/main.ts';
+import { VERSION } from '../src/version.ts';
 
-process.exitCode = await main(process.argv.slice(2));
+const args = process.argv.slice(2);
+// `--version` needs none of the CLI: answer before loading it (commander, sodium, SQLite, conf, prom-client).
+if (args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
+  process.stdout.write(`${VERSION}\n`);
+} else {
+  const { main } = await import('../src/cli/main.ts');
+  process.exitCode = await main(args);
+}

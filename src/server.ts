@@ -83,8 +83,14 @@ export async function startServer(p: ServerOptions): Promise<RunningServer> {
       idleTimeout: 30,
       fetch(req, srv) {
         if (metricsOnMain && new URL(req.url).pathname === '/metrics') return metrics!.render();
-        const peer = srv.requestIP(req)?.address ?? 'unknown';
-        return app(req, { address: clientAddress(peer, req.headers.get('x-forwarded-for'), Boolean(p.trustProxy)) });
+        // requestIP is a getpeername(2) per call: look it up only when a handler needs the address (rate limits).
+        let address: string | undefined;
+        const client = {
+          get address() {
+            return (address ??= clientAddress(srv.requestIP(req)?.address ?? 'unknown', req.headers.get('x-forwarded-for'), Boolean(p.trustProxy)));
+          },
+        };
+        return app(req, client);
       },
       error(err) {
         p.log.warn('server.error', { error: (err as Error).name });

@@ -90,6 +90,15 @@ describe('store', () => {
     expect(store.get('bk1a')!.state).toBe('revoked');
   });
 
+  it('insertMany writes all rows in one transaction, or none', () => {
+    const { store } = fresh();
+    store.insertMany([1, 2, 3].map((i) => ({ keyid: `bk1m${i}`, service: 'onedrivev2', checkTag: tag, sealed: box(i), now: i })));
+    expect(store.list().map((r) => r.keyid)).toEqual(['bk1m1', 'bk1m2', 'bk1m3']);
+    // A duplicate keyid in the batch: nothing of that batch lands.
+    expect(() => store.insertMany([{ keyid: 'bk1m4', service: 'onedrivev2', checkTag: tag, sealed: box(4), now: 4 }, { keyid: 'bk1m1', service: 'onedrivev2', checkTag: tag, sealed: box(5), now: 5 }])).toThrow(/could not be written/);
+    expect(store.get('bk1m4')).toBeNull();
+  });
+
   it('lists connections without secrets', () => {
     const { store } = fresh();
     store.insert({ keyid: 'bk1a', service: 'onedrivev2', checkTag: tag, sealed: box(1), now: 1000 });

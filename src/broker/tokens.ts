@@ -71,7 +71,7 @@ export class TokenService {
    * not holding it. A client address with too many failures gets `rate_limited`
    * instead, but only on failure: a valid authid is never refused or slowed.
    */
-  authenticate(authidText: string, client = 'unknown'): { id: AuthId; keys: DerivedKeys; record: ConnectionRecord } {
+  authenticate(authidText: string, client: string | { readonly address: string } = 'unknown'): { id: AuthId; keys: DerivedKeys; record: ConnectionRecord } {
     let id: AuthId;
     try {
       id = parseAuthId(authidText);
@@ -85,14 +85,15 @@ export class TokenService {
     return { id, keys, record };
   }
 
-  private failed(client: string, e: BrokerError): BrokerError {
+  private failed(from: string | { readonly address: string }, e: BrokerError): BrokerError {
+    const client = typeof from === 'string' ? from : from.address;
     this.failures.fail(client);
     const wait = this.failures.retryAfter(client);
     if (wait > 0) return new BrokerError('rate_limited', 'Too many failed AuthID attempts from this address; wait before trying again.', { retryAfter: wait });
     return e;
   }
 
-  async getAccessToken(authidText: string, client?: string): Promise<AccessToken> {
+  async getAccessToken(authidText: string, client?: string | { readonly address: string }): Promise<AccessToken> {
     const { id, keys, record } = this.authenticate(authidText, client);
     assertUsable(record, this.ctx.config.publicUrl);
     const now = this.ctx.now();

@@ -1,14 +1,17 @@
 import { connectionWarnings, DAY_MS, idleExpiresAt, secretWarning } from '../broker/lifecycle.ts';
 import { readSettings } from '../config/settings.ts';
 import type { Io } from './io.ts';
-import { openStore } from './open.ts';
+import { join } from 'node:path';
+import { ensureHome, STORE_FILE } from '../config/home.ts';
+import { Store } from '../store/store.ts';
 import type { ConnectionInfo } from '../store/store.ts';
 
 const DAY = DAY_MS;
 const idleExpiry = idleExpiresAt;
 
 export function listCommand(home: string, io: Io, opts: { json?: boolean }, now: () => number = Date.now): void {
-  const store = openStore(home);
+  ensureHome(home);
+  const store = Store.open(join(home, STORE_FILE));
   let rows: ConnectionInfo[];
   try {
     rows = store.list();

@@ -3,13 +3,9 @@ import { brokerHome } from '../config/home.ts';
 import { asBrokerError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import { EXIT, EXIT_CODE } from './exit-codes.ts';
-import { connectCommand } from './connect.ts';
-import { doctorCommand } from './doctor.ts';
-import { initCommand } from './init.ts';
+// Each command's module is imported when it runs, so `--help` and `list` do not
+// pay for libsodium, the HTTP server, metrics and the wizard.
 import { processIo, type Io } from './io.ts';
-import { listCommand } from './list.ts';
-import { revokeCommand } from './revoke.ts';
-import { serveCommand } from './serve.ts';
 import { registerServiceCommand } from './service.ts';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -47,7 +43,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .option('--metrics', 'record: serve /metrics on the main listener')
     .option('--metrics-listen <host:port>', 'record: serve /metrics on this separate address')
     .option('--trust-proxy', 'record: a reverse proxy on this machine sets X-Forwarded-For')
-    .action(async (flags) => initCommand(flags, io));
+    .action(async (flags) => (await import('./init.ts')).initCommand(flags, io));
 
   program
     .command('serve')
@@ -60,33 +56,33 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .option('--metrics', 'serve Prometheus metrics at /metrics on the main listener')
     .option('--metrics-listen <host:port>', 'serve /metrics on this separate address instead')
     .option('--trust-proxy', 'behind a reverse proxy on this machine: rate-limit by the X-Forwarded-For address')
-    .action(async (flags) => serveCommand(flags, io));
+    .action(async (flags) => (await import('./serve.ts')).serveCommand(flags, io));
 
   let exitCode: number = EXIT.ok;
   program
     .command('connect')
     .description('connect an account from the command line: open the printed URL anywhere, paste back the final address')
     .option('--service <id>', 'onedrivev2 (default), sharepoint or msgroup')
-    .action(async (flags) => connectCommand(flags, io));
+    .action(async (flags) => (await import('./connect.ts')).connectCommand(flags, io));
 
   program
     .command('doctor')
     .description('check settings, permissions, the store, and that Microsoft accepts the app')
     .action(async () => {
-      exitCode = await doctorCommand(io);
+      exitCode = await (await import('./doctor.ts')).doctorCommand(io);
     });
 
   program
     .command('list')
     .description('show the connections (no secrets)')
     .option('--json', 'print a JSON array')
-    .action((flags) => listCommand(brokerHome(io.env), io, flags));
+    .action(async (flags) => (await import('./list.ts')).listCommand(brokerHome(io.env), io, flags));
 
   program
     .command('revoke')
     .description('end a connection for good, at once (also while serve runs)')
     .argument('<keyid-or-authid>', 'the keyid from `broker list`, or the whole AuthID')
-    .action(async (target: string) => revokeCommand(brokerHome(io.env), io, target));
+    .action(async (target: string) => (await import('./revoke.ts')).revokeCommand(brokerHome(io.env), io, target));
 
   registerServiceCommand(program, io);
 

@@ -44,7 +44,14 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
   const home = brokerHome(io.env);
   const format = (flags.logFormat ?? io.env.BROKER_LOG_FORMAT ?? readSettings(home).logFormat ?? 'text') as LogFormat;
   if (format !== 'text' && format !== 'json') throw new BrokerError('usage', '--log-format must be text or json.');
-  const log = makeLogger(format, (l) => io.err(l));
+  // One write(2) per event-loop turn instead of one per line: under load, many lines share a syscall.
+  const pending: string[] = [];
+  const flush = () => {
+    if (pending.length) io.err(pending.splice(0).join('\n'));
+  };
+  const log = makeLogger(format, (l) => {
+    if (pending.push(l) === 1) setImmediate(flush);
+  });
   const { broker, settings, store } = await openBroker(home, io.env, { fetch: globalThis.fetch, now: Date.now, log });
   let running: RunningServer;
   try {
@@ -82,6 +89,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
   const secret = secretWarning(settings.secretExpires, Date.now());
   if (secret) log.warn('app.secret_expiry', { warning: secret });
   log.info('serve.started', { version: VERSION, listen: running.url, public_url: settings.publicUrl, metrics: running.metricsUrl, home });
+  flush(); // start-up lines come before the "listening on" line that scripts wait for
   io.err(`broker ${VERSION} listening on ${running.url}`);
   io.err(`Connect a OneDrive at ${settings.publicUrl}/ (redirect URI ${settings.publicUrl}/logged-in)`);
 
@@ -107,4 +115,5 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
   });
   store.close();
   log.info('serve.stopped');
+  flush();
 }

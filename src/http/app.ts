@@ -172,7 +172,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     }
     let token;
     try {
-      token = await broker.tokens.getAccessToken(authid, x.client.address);
+      token = await broker.tokens.getAccessToken(authid, x.client);
     } catch (e) {
       opts.onRefresh?.(refreshOutcome(asBrokerError(e).code));
       throw e;
@@ -292,7 +292,9 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
       url = new URL('http://invalid/');
     }
     const route = KNOWN_ROUTES.has(url.pathname) ? url.pathname : 'other';
-    const x: Exchange = { req, url, client, nonce: randomBytes(16).toString('base64') };
+    // The CSP nonce is for pages; JSON answers (/refresh) never need one.
+    let nonce: string | undefined;
+    const x: Exchange = { req, url, client, get nonce() { return (nonce ??= randomBytes(16).toString('base64')); } };
     let res: Response;
     let error: string | undefined;
     try {

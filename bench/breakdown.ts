@@ -1,0 +1,98 @@
+/**
+ * Where a /refresh cache hit spends its time, step by step, in process (no
+ * socket, no scheduler noise from a second process): the real Store, sodium,
+ * TokenService and HTTP app function, each step timed alone over many
+ * iterations, medians of rounds.
+ *
+ *   bun bench/breakdown.ts            # prints a table; run with 2>/dev/null to drop the log lines
+ *
+ * Compare the sum with the server CPU time per request that `npm run bench`
+ * reports (row 1c): the rest is Bun.serve and the HTTP parsing the bare
+ * baseline pays too.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Broker } from '../src/broker/broker.ts';
+import { silentLogger } from '../src/broker/context.ts';
+import { formatAuthId, parseAuthId } from '../src/crypto/authid.ts';
+import { checkTagMatches, deriveKeys, openJson, sealJson } from '../src/crypto/seal.ts';
+import { loadSodium } from '../src/crypto/sodium.ts';
+import { createApp } from '../src/http/app.ts';
+import { makeLogger } from '../src/log.ts';
+import { Store } from '../src/store/store.ts';
+import { median, round } from './lib.ts';
+import { realisticGrant } from './seed.ts';
+
+const ROUNDS = 5;
+const N = 20_000;
+const dir = mkdtempSync(join(tmpdir(), 'broker-breakdown-'));
+const sodium = await loadSodium();
+const store = Store.open(join(dir, 'broker.db'));
+
+// One connection with a valid token, inserted as a login would.
+const keyidBytes = sodium.randombytes_buf(20);
+const secret = sodium.randombytes_buf(35);
+const authid = formatAuthId(keyidBytes, secret);
+const id = parseAuthId(authid);
+const keys = deriveKeys(sodium, id);
+const now = Date.now();
+store.insert({ keyid: id.keyid, service: 'onedrivev2', checkTag: keys.checkTag, sealed: sealJson(sodium, keys.sealKey, realisticGrant(now)), now });
+
+const broker = new Broker({
+  config: {
+    clientId: '00000000-0000-0000-0000-000000000000', clientSecret: 'x', tenant: 'consumers', authority: 'http://127.0.0.1:9',
+    publicUrl: 'http://127.0.0.1:8080', passcodeHash: 'x', allowedOrigins: [],
+  },
+  store,
+  sodium,
+  fetch: () => Promise.reject(new Error('no network in the breakdown')),
+  now: Date.now,
+  log: silentLogger,
+});
+await broker.tokens.getAccessToken(authid); // fills the cache
+const record = store.get(id.keyid)!;
+
+const logToStderr = makeLogger('text', (l) => process.stderr.write(`${l}\n`));
+const logNowhere = makeLogger('text', () => {});
+const appNoLog = createApp({ broker, version: 'bench' });
+const appLogNowhere = createApp({ broker, version: 'bench', log: (r) => logNowhere.request(r) });
+const appLogStderr = createApp({ broker, version: 'bench', log: (r) => logToStderr.request(r) });
+const req = () => new Request('http://127.0.0.1:8080/refresh', { headers: { 'x-authid': authid, accept: 'application/json' } });
+const entry = { method: 'GET', route: '/refresh', status: 200, ms: 0.05, keyid: id.keyid.slice(0, 11) };
+
+type Step = [name: string, fn: () => unknown, async?: boolean];
+const steps: Step[] = [
+  ['parseAuthId', () => parseAuthId(authid)],
+  ['deriveKeys (2× keyed BLAKE2b, libsodium wasm)', () => deriveKeys(sodium, id)],
+  ['store.get (row incl. 1.5 KB sealed blob)', () => store.get(id.keyid)],
+  ['checkTagMatches', () => checkTagMatches(sodium, keys.checkTag, record.checkTag)],
+  ['TokenService.getAccessToken (cache hit, all of the above)', () => broker.tokens.getAccessToken(authid), true],
+  ['nonce: randomBytes(16).toString(base64)', () => randomBytes(16).toString('base64')],
+  ['new Request + new URL', () => new URL(req().url)],
+  ['log line: format only', () => logNowhere.request(entry)],
+  ['log line: format + write to stderr', () => logToStderr.request(entry)],
+  ['app(): /refresh, no log', async () => (await appNoLog(req(), { address: '127.0.0.1' })).text(), true],
+  ['app(): /refresh, log formatted, not written', async () => (await appLogNowhere(req(), { address: '127.0.0.1' })).text(), true],
+  ['app(): /refresh, log to stderr (as serve)', async () => (await appLogStderr(req(), { address: '127.0.0.1' })).text(), true],
+  ['reference: openJson of the sealed grant', () => openJson(sodium, keys.sealKey, record.sealed!)],
+];
+
+const results: { name: string; us: number }[] = [];
+for (const [name, fn, isAsync] of steps) {
+  const per: number[] = [];
+  for (let r = 0; r < ROUNDS + 1; r++) {
+    const t0 = performance.now();
+    if (isAsync) for (let i = 0; i < N; i++) await fn();
+    else for (let i = 0; i < N; i++) fn();
+    if (r > 0) per.push(((performance.now() - t0) * 1000) / N); // round 0 warms up the JIT
+  }
+  results.push({ name, us: median(per) });
+}
+
+const width = Math.max(...results.map((r) => r.name.length));
+process.stdout.write(`cache-hit path, µs per call (median of ${ROUNDS} rounds of ${N}), Bun ${Bun.version}\n`);
+for (const r of results) process.stdout.write(`  ${r.name.padEnd(width)}  ${String(round(r.us, 2)).padStart(7)} µs\n`);
+store.close();
+rmSync(dir, { recursive: true, force: true });
