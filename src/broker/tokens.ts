@@ -3,7 +3,7 @@ import { checkTagMatches, deriveKeys, openJson, sealJson, type DerivedKeys } fro
 import { BrokerError } from '../errors.ts';
 import { findService, scopeString, type Service } from '../oauth/services.ts';
 import { refreshGrant, type TokenResponse } from '../oauth/token-endpoint.ts';
-import type { ConnectionRecord } from '../store/store.ts';
+import type { ConnectionHead } from '../store/store.ts';
 import type { BrokerContext } from './context.ts';
 import { FailureLimiter } from './rate-limit.ts';
 import type { SealedGrant } from './sealed-grant.ts';
@@ -71,7 +71,7 @@ export class TokenService {
    * not holding it. A client address with too many failures gets `rate_limited`
    * instead, but only on failure: a valid authid is never refused or slowed.
    */
-  authenticate(authidText: string, client: string | { readonly address: string } = 'unknown'): { id: AuthId; keys: DerivedKeys; record: ConnectionRecord } {
+  authenticate(authidText: string, client: string | { readonly address: string } = 'unknown'): { id: AuthId; keys: DerivedKeys; record: ConnectionHead } {
     let id: AuthId;
     try {
       id = parseAuthId(authidText);
@@ -79,7 +79,7 @@ export class TokenService {
       throw this.failed(client, e as BrokerError);
     }
     const keys = deriveKeys(this.ctx.sodium, id);
-    const record = this.ctx.store.get(id.keyid);
+    const record = this.ctx.store.getHead(id.keyid);
     const ok = checkTagMatches(this.ctx.sodium, keys.checkTag, record?.checkTag ?? this.dummyTag);
     if (!record || !ok) throw this.failed(client, GENERIC());
     return { id, keys, record };
@@ -111,8 +111,9 @@ export class TokenService {
   }
 
   /** Opens the sealed grant for its holder (for /status). */
-  open(keys: DerivedKeys, record: ConnectionRecord): SealedGrant | null {
-    return record.sealed ? openJson<SealedGrant>(this.ctx.sodium, keys.sealKey, record.sealed) : null;
+  open(keys: DerivedKeys, keyid: string): SealedGrant | null {
+    const sealed = this.ctx.store.get(keyid)?.sealed;
+    return sealed ? openJson<SealedGrant>(this.ctx.sodium, keys.sealKey, sealed) : null;
   }
 
   /** Drops anything remembered about a connection (after revoke). */
@@ -278,7 +279,7 @@ function fresh(expiresAt: number, lifetimeMs: number, now: number): boolean {
   return expiresAt - now >= wanted;
 }
 
-function assertUsable(r: ConnectionRecord, publicUrl: string): void {
+function assertUsable(r: ConnectionHead, publicUrl: string): void {
   if (r.state === 'revoked') throw revokedError(publicUrl);
   if (r.state === 'login_required') {
     throw new BrokerError('login_required', `${r.stateReason ?? 'Microsoft asks you to sign in again.'} Create a new AuthID at ${publicUrl}/`);

@@ -29,8 +29,12 @@ function domainMessage(domain: string, keyid: string): Uint8Array {
 }
 
 export function deriveKeys(sodium: Sodium, id: AuthId): DerivedKeys {
+  let sealKey: Uint8Array | undefined;
   return {
-    sealKey: sodium.crypto_generichash(32, domainMessage(SEAL_DOMAIN, id.keyid), id.secret),
+    // A cache hit only needs the check tag; the seal key is derived when a box is opened or sealed.
+    get sealKey() {
+      return (sealKey ??= sodium.crypto_generichash(32, domainMessage(SEAL_DOMAIN, id.keyid), id.secret));
+    },
     checkTag: sodium.crypto_generichash(32, domainMessage(CHECK_DOMAIN, id.keyid), id.secret),
   };
 }

@@ -248,7 +248,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     if (!authid) throw new BrokerError('authid_missing', 'No AuthID in the request.', { hint: 'Send it in the X-AuthID header.' });
     const { id, keys, record } = broker.tokens.authenticate(authid, x.client.address);
     x.keyid = id.keyid;
-    const grant = broker.tokens.open(keys, record);
+    const grant = broker.tokens.open(keys, id.keyid);
     const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
     return json(
       {

@@ -18,8 +18,11 @@ export interface ConnectionInfo {
   stateReason: string | null;
 }
 
-export interface ConnectionRecord extends ConnectionInfo {
+export interface ConnectionHead extends ConnectionInfo {
   checkTag: Uint8Array;
+}
+
+export interface ConnectionRecord extends ConnectionHead {
   sealed: Uint8Array | null;
 }
 
@@ -63,6 +66,7 @@ export class Store {
   private readonly db: Database;
   private readonly stmts: {
     get: Statement<Row, [string]>;
+    getHead: Statement<Omit<Row, 'sealed'>, [string]>;
     insert: Statement<unknown, [string, string, Uint8Array, Uint8Array, number]>;
     cas: Statement<unknown, [Uint8Array, number, string, number]>;
     setState: Statement<unknown, [ConnectionState, number, string | null, string, number]>;
@@ -76,6 +80,7 @@ export class Store {
     this.db = db;
     this.stmts = {
       get: db.query(`SELECT ${INFO_COLUMNS}, check_tag, sealed FROM connections WHERE keyid = ?`),
+      getHead: db.query(`SELECT ${INFO_COLUMNS}, check_tag FROM connections WHERE keyid = ?`),
       insert: db.query(
         `INSERT INTO connections (keyid, service, state, check_tag, sealed, version, created_at, state_changed_at)
          VALUES (?1, ?2, 'active', ?3, ?4, 1, ?5, ?5)`,
@@ -132,6 +137,12 @@ export class Store {
     const r = this.stmts.get.get(keyid);
     if (!r) return null;
     return { ...toInfo(r), checkTag: r.check_tag, sealed: r.sealed };
+  }
+
+  /** The row without its envelope: what every request needs to authenticate, without copying the box. */
+  getHead(keyid: string): ConnectionHead | null {
+    const r = this.stmts.getHead.get(keyid);
+    return r ? { ...toInfo(r), checkTag: r.check_tag } : null;
   }
 
   insert(c: { keyid: string; service: string; checkTag: Uint8Array; sealed: Uint8Array; now: number }): void {
