@@ -166,8 +166,8 @@ describe('legacy UI: AuthID by JSONP polling of /fetch', () => {
     await withContext(
       async (ctx, messages) => {
         const page = await ctx.newPage();
-        // An origin outside the allowed list on purpose: JSONP polling does not depend on it.
-        await page.goto(otherUi!.legacyUi(brokerUrl));
+        // Duplicati's own page, an allowed origin: only then does the broker honour the fetch token.
+        await page.goto(allowedUi!.legacyUi(brokerUrl));
         const token = (await page.textContent('#token'))!;
         expect(token).toMatch(/^[a-z0-9]{9,}$/);
         const popup = await openPopup(page);
@@ -199,6 +199,24 @@ describe('legacy UI: AuthID by JSONP polling of /fetch', () => {
       },
       { viewport: { width: 450, height: 600 } },
     );
+  });
+});
+
+describe('legacy UI from a page that is not allowed', () => {
+  it('the fetch token is ignored: the popup still connects, but /fetch never hands out the AuthID', async () => {
+    await withContext(async (ctx) => {
+      const page = await ctx.newPage();
+      await page.goto(otherUi!.legacyUi(brokerUrl));
+      const token = (await page.textContent('#token'))!;
+      const popup = await openPopup(page);
+      expect(await popup.locator('input[type=hidden][name=token]').count()).toBe(0);
+      expect(await submitPasscode(popup, PASSCODE)).toBe(302);
+      const shown = await login(popup, 'browser-legacy-other');
+      expect(shown).toMatch(AUTHID);
+      const after = await fetch(`${brokerUrl}/fetch?token=${encodeURIComponent(token)}`);
+      expect(await after.text()).toBe('{"error":"No such entry"}');
+      expect(await page.inputValue('#authid')).toBe('');
+    });
   });
 });
 

@@ -167,8 +167,10 @@ describe('legacy UI fetch tokens', () => {
     const token = `t${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
     const fetchUrl = `${served.url}/fetch?callback=angular.callbacks._0&token=${token}`;
     expect(await (await fetch(fetchUrl)).text()).toBe('/**/angular.callbacks._0({"error":"No such entry"});');
-    const start = await fetch(`${served.url}/?type=onedrivev2&token=${token}`);
+    // Duplicati's page (an allowed origin) opens the start page: the browser sends its origin as Referer.
+    const start = await fetch(`${served.url}/?type=onedrivev2&token=${token}`, { headers: { referer: 'http://localhost:8200/ngax/index.html' } });
     expect(await start.text()).toContain(`name="token" value="${token}"`);
+    const fetchCookie = start.headers.get('set-cookie')!.split(';')[0]!;
     const waiting = await fetch(fetchUrl);
     expect(waiting.headers.get('content-type')).toMatch(/^application\/javascript/);
     expect(await waiting.text()).toBe('/**/angular.callbacks._0({"wait":"Not ready"});');
@@ -176,6 +178,7 @@ describe('legacy UI fetch tokens', () => {
     const begun = await fetch(`${served.url}/login`, {
       method: 'POST',
       redirect: 'manual',
+      headers: { cookie: fetchCookie },
       body: new URLSearchParams({ id: 'onedrivev2', passcode: PASSCODE, token }),
     });
     const cookie = begun.headers.get('set-cookie')!.split(';')[0]!;
@@ -183,6 +186,19 @@ describe('legacy UI fetch tokens', () => {
     const authid = /id="authid"[^>]*>([^<]+)</.exec(await done.text())![1]!;
 
     expect(await (await fetch(fetchUrl)).text()).toBe(`/**/angular.callbacks._0(${JSON.stringify({ authid })});`);
+    expect(await (await fetch(`${served.url}/fetch?token=${token}`)).json()).toEqual({ error: 'No such entry' });
+  });
+
+  it('a token from a link (no allowed page behind it) is ignored: the AuthID never reaches /fetch', async () => {
+    const token = `planted${Math.random().toString(36).slice(2)}`;
+    const start = await fetch(`${served.url}/?type=onedrivev2&token=${token}`, { headers: { referer: 'https://evil.example/phish' } });
+    expect(await start.text()).not.toContain(token);
+    expect(start.headers.get('set-cookie')).toBeNull();
+    // Even a form that carries the token (without the browser's fetch cookie) does not attach it.
+    const begun = await fetch(`${served.url}/login`, { method: 'POST', redirect: 'manual', body: new URLSearchParams({ id: 'onedrivev2', passcode: PASSCODE, token }) });
+    const cookie = begun.headers.get('set-cookie')!.split(';')[0]!;
+    const done = await fetch(await entra.login(begun.headers.get('location')!), { headers: { cookie } });
+    expect(done.status).toBe(200);
     expect(await (await fetch(`${served.url}/fetch?token=${token}`)).json()).toEqual({ error: 'No such entry' });
   });
 

@@ -1,3 +1,5 @@
+import { FailureLimiter } from './rate-limit.ts';
+
 /**
  * Duplicati's legacy web UI cannot receive a postMessage: it opens the start page
  * with a random `token`, then polls `/fetch?token=` until the login attached the
@@ -14,20 +16,28 @@ export type FetchState = { kind: 'missing' } | { kind: 'unknown' } | { kind: 'wa
 
 export class FetchTokens {
   private readonly entries = new Map<string, { expiresAt: number; authid?: string }>();
+  /** Registrations per client address, so that one client cannot push out everyone else's tokens. */
+  private readonly perClient: FailureLimiter;
 
-  constructor(private readonly now: () => number) {}
+  constructor(private readonly now: () => number) {
+    this.perClient = new FailureLimiter(30, FETCH_TOKEN_TTL_MS, now);
+  }
 
   static valid(token: string | null | undefined): token is string {
     return typeof token === 'string' && TOKEN_SHAPE.test(token);
   }
 
-  register(token: string): void {
-    if (!FetchTokens.valid(token)) return;
+  /** False if the token is taken, or the client has registered too many. */
+  register(token: string, client: { readonly address: string } = { address: 'unknown' }): boolean {
+    if (!FetchTokens.valid(token)) return false;
     const t = this.now();
     const e = this.entries.get(token);
-    if (e && e.expiresAt > t) return; // never extend or reset an entry someone else registered
+    if (e && e.expiresAt > t) return !e.authid; // the same page reloaded; never extend or reset an entry
+    if (this.perClient.retryAfter(client.address) > 0) return false;
+    this.perClient.fail(client.address);
     if (this.entries.size >= MAX_TOKENS) this.evict(t);
     this.entries.set(token, { expiresAt: t + FETCH_TOKEN_TTL_MS });
+    return true;
   }
 
   /** True if the token was waiting and now holds the authid. */

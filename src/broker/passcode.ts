@@ -29,7 +29,7 @@ export class PasscodeGuard {
     this.perClient.fail(client);
     this.global.fail('*');
     // An over-long input is wrong anyway; do not spend Argon2 time on it.
-    const ok = passcode.length > 0 && passcode.length <= 256 && (await Bun.password.verify(passcode, this.hash).catch(() => false));
+    const ok = passcode.length > 0 && passcode.length <= PASSCODE_MAX_LENGTH && (await Bun.password.verify(passcode, this.hash).catch(() => false));
     if (ok) {
       this.perClient.forgive(client);
       this.global.forgive('*');
@@ -40,6 +40,10 @@ export class PasscodeGuard {
     });
   }
 }
+
+/** One limit for `init` and the form: a passcode that init accepts must be one the form can match. */
+export const PASSCODE_MIN_LENGTH = 8;
+export const PASSCODE_MAX_LENGTH = 256;
 
 export function hashPasscode(passcode: string): Promise<string> {
   return Bun.password.hash(passcode, { algorithm: 'argon2id' });

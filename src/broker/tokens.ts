@@ -95,6 +95,11 @@ export class TokenService {
 
   async getAccessToken(authidText: string, client?: string | { readonly address: string }): Promise<AccessToken> {
     const { id, keys, record } = this.authenticate(authidText, client);
+    if (record.state !== 'active') {
+      // Revoked or ended elsewhere (the CLI): nothing of it stays in this process.
+      this.forget(id.keyid);
+      this.unsaved.delete(id.keyid);
+    }
     assertUsable(record, this.ctx.config.publicUrl);
     const now = this.ctx.now();
     this.touch(id.keyid, now);
@@ -179,6 +184,14 @@ export class TokenService {
       }
       // Microsoft failed, but the token we hold is still good for a while: a backup can go on.
       if ((err.code === 'upstream_error' || err.code === 'upstream_timeout') && grant.accessTokenExpiresAt - ctx.now() >= MIN_REMAINING_MS) {
+        // The call may have taken seconds: a revoke that landed meanwhile wins over the old token.
+        const now = ctx.store.getHead(id.keyid);
+        if (!now) throw GENERIC();
+        if (now.state !== 'active') {
+          this.forget(id.keyid);
+          assertUsable(now, ctx.config.publicUrl);
+        }
+        if (now.version !== version) throw new BrokerError('conflict', 'The connection was changed by another process during the refresh.', { hint: 'Try again.' });
         ctx.log.warn('connection.served_stale', { keyid: short(id.keyid), error: err.code });
         return { accessToken: grant.accessToken, expiresAt: grant.accessTokenExpiresAt, service: record.service, keyid: id.keyid, source: 'stale' };
       }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { hashPasscode } from '../broker/passcode.ts';
+import { hashPasscode, PASSCODE_MAX_LENGTH, PASSCODE_MIN_LENGTH } from '../broker/passcode.ts';
 import { brokerHome } from '../config/home.ts';
 import {
   DEFAULTS,
@@ -31,6 +31,7 @@ export interface InitFlags {
   publicUrl?: string;
   listen?: string;
   passcode?: string;
+  passcodeFile?: string;
   allowedOrigin?: string[];
   secretExpires?: string;
   // Settings for `serve`, recorded so that a service unit needs no flags.
@@ -60,6 +61,15 @@ async function fromFlagsAndEnv(flags: InitFlags, io: Io): Promise<Answers> {
       throw new BrokerError('usage', `Cannot read --client-secret-file ${flags.clientSecretFile}: ${(e as NodeJS.ErrnoException).code ?? 'error'}.`);
     }
   } else if (env.BROKER_CLIENT_SECRET) clientSecret = env.BROKER_CLIENT_SECRET.trim();
+  let passcode = flags.passcode ?? env.BROKER_PASSCODE;
+  if (flags.passcodeFile) {
+    // A file keeps the passcode out of `ps` and shell history, unlike --passcode.
+    try {
+      passcode = (flags.passcodeFile === '-' ? await io.readStdin() : readFileSync(flags.passcodeFile, 'utf8')).replace(/\r?\n$/, '');
+    } catch (e) {
+      throw new BrokerError('usage', `Cannot read --passcode-file ${flags.passcodeFile}: ${(e as NodeJS.ErrnoException).code ?? 'error'}.`);
+    }
+  }
   const origins = flags.allowedOrigin?.length ? flags.allowedOrigin : env.BROKER_ALLOWED_ORIGINS?.split(/[\s,]+/).filter(Boolean);
   return {
     clientId: (flags.clientId ?? env.BROKER_CLIENT_ID)?.trim(),
@@ -70,7 +80,7 @@ async function fromFlagsAndEnv(flags: InitFlags, io: Io): Promise<Answers> {
     listen: flags.listen ?? env.BROKER_LISTEN,
     allowedOrigins: origins?.map(normaliseUrl),
     secretExpires: flags.secretExpires ?? env.BROKER_SECRET_EXPIRES,
-    passcode: flags.passcode ?? env.BROKER_PASSCODE,
+    passcode,
   };
 }
 
@@ -120,7 +130,9 @@ export async function initCommand(flags: InitFlags, io: Io): Promise<void> {
   let newPasscode: string | undefined;
   const passcode = answers.passcode;
   if (passcode !== undefined) {
-    if (passcode.length < 8) throw new BrokerError('usage', '--passcode must be at least 8 characters.');
+    if (passcode.length < PASSCODE_MIN_LENGTH || passcode.length > PASSCODE_MAX_LENGTH) {
+      throw new BrokerError('usage', `The passcode must be ${PASSCODE_MIN_LENGTH} to ${PASSCODE_MAX_LENGTH} characters.`);
+    }
     next.passcodeHash = await hashPasscode(passcode);
   } else if (!next.passcodeHash || answers.newPasscode) {
     newPasscode = generatePasscode();
@@ -194,7 +206,7 @@ async function askAll(given: Answers, old: Partial<Settings>, io: Io): Promise<A
     });
     // Typed blind and never shown again: ask twice, so a typo does not lock the owner out.
     while (choice === 'type') {
-      const first = await password({ message: 'Passcode (8+ characters)', mask: '*', validate: (v) => v.length >= 8 || 'At least 8 characters' });
+      const first = await password({ message: 'Passcode (8+ characters)', mask: '*', validate: (v) => (v.length >= PASSCODE_MIN_LENGTH && v.length <= PASSCODE_MAX_LENGTH) || `${PASSCODE_MIN_LENGTH} to ${PASSCODE_MAX_LENGTH} characters` });
       const again = await password({ message: 'The same passcode again', mask: '*' });
       if (first === again) {
         out.passcode = first;

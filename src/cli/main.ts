@@ -33,7 +33,8 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .option('--authority <url>', 'identity platform base URL (default https://login.microsoftonline.com) [BROKER_AUTHORITY]')
     .option('--public-url <url>', 'URL the browser and Microsoft see; redirect URI is {public-url}/logged-in [BROKER_PUBLIC_URL]')
     .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:8080) [BROKER_LISTEN]')
-    .option('--passcode <text>', 'connect passcode (generated and printed once if not given) [BROKER_PASSCODE]')
+    .option('--passcode <text>', 'connect passcode (generated and printed once if not given; visible in `ps`, prefer the file or variable) [BROKER_PASSCODE]')
+    .option('--passcode-file <path>', 'file holding the connect passcode ("-" for stdin)')
     .option('--allowed-origin <origin>', 'origin allowed to receive the authid by postMessage (repeatable)', collect)
     .option('--secret-expires <date>', 'expiry date of the client secret, YYYY-MM-DD [BROKER_SECRET_EXPIRES]')
     .option('--tls-cert <path>', 'record: serve HTTPS with this PEM certificate')
@@ -81,8 +82,11 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   program
     .command('revoke')
     .description('end a connection for good, at once (also while serve runs)')
-    .argument('<keyid-or-authid>', 'the keyid from `broker list`, or the whole AuthID')
-    .action(async (target: string) => (await import('./revoke.ts')).revokeCommand(brokerHome(io.env), io, target));
+    .argument('<keyid-or-authid>', 'the keyid from `broker list`, the whole AuthID, or "-" to read either from stdin (keeps an AuthID out of shell history)')
+    .action(async (target: string) => {
+      const text = target === '-' ? (await io.readStdin()).trim() : target;
+      await (await import('./revoke.ts')).revokeCommand(brokerHome(io.env), io, text);
+    });
 
   registerServiceCommand(program, io);
 

@@ -75,6 +75,10 @@ export function validateHttpUrl(v: string, what: 'public-url' | 'authority', opt
   if (what === 'public-url' && u.pathname !== '/' && u.pathname !== '') {
     return 'must be the root of a host (Duplicati drops the path when it builds its login link)';
   }
+  // The app secret is sent there: in clear only to a test provider on this machine.
+  if (what === 'authority' && u.protocol === 'http:' && !LOOPBACK_HOSTS.has(u.hostname) && !/^127\./.test(u.hostname)) {
+    return 'must use https:// (the app secret is sent there); http:// only for a local test provider on localhost or 127.x.x.x';
+  }
   // The redirect URI is {public-url}/logged-in, and Microsoft refuses http:// ones except on localhost.
   if (what === 'public-url' && u.protocol === 'http:' && !LOOPBACK_HOSTS.has(u.hostname) && !opts.allowInsecureHttp) {
     return 'must use HTTPS: Microsoft accepts http:// redirect URIs only for localhost (localhost and 127.0.0.1 are allowed); use an https:// URL (e.g. behind a reverse proxy), or keep http://localhost:PORT and connect with `broker connect` or an SSH tunnel';

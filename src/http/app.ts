@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Broker } from '../broker/broker.ts';
 import { short } from '../broker/tokens.ts';
 import { asBrokerError, BrokerError } from '../errors.ts';
@@ -71,6 +71,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
   const now = opts.now ?? Date.now;
   const secureCookie = config.publicUrl.startsWith('https://');
   const cookieName = secureCookie ? '__Host-broker_login' : 'broker_login';
+  const fetchCookieName = secureCookie ? '__Host-broker_fetch' : 'broker_fetch';
   const authorityOrigin = new URL(config.authority).origin;
 
   const routes: Record<string, Partial<Record<string, Handler>>> = {
@@ -88,13 +89,43 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
   function start(x: Exchange): Response {
     const type = x.url.searchParams.get('type');
     const token = x.url.searchParams.get('token');
-    const fetchToken = FetchTokens.valid(token) ? token : undefined;
-    if (fetchToken) broker.fetchTokens.register(fetchToken);
+    // A fetch token hands the new authid to whoever polls /fetch with it, so it is
+    // honoured only when Duplicati's own page (an allowed origin) opened this one,
+    // and it is bound to this browser by a cookie that POST /login must present.
+    const fetchToken = FetchTokens.valid(token) && fromAllowedOrigin(x.req) && broker.fetchTokens.register(token, x.client) ? token : undefined;
     if (type !== null && !findService(type)) {
       return html(x, 404, unknownServicePage({ nonce: x.nonce, requested: type, services: broker.login.services() }));
     }
     const services = type ? broker.login.services().filter((s) => s.id === type) : broker.login.services();
-    return html(x, 200, startPage({ nonce: x.nonce, services, selected: type ?? DEFAULT_SERVICE_ID, fetchToken, filter: type ?? undefined }));
+    const res = html(x, 200, startPage({ nonce: x.nonce, services, selected: type ?? DEFAULT_SERVICE_ID, fetchToken, filter: type ?? undefined }));
+    if (fetchToken) {
+      res.headers.append('set-cookie', new Bun.Cookie(fetchCookieName, fetchTokenHash(fetchToken), { httpOnly: true, sameSite: 'lax', secure: secureCookie, path: '/', maxAge: 300 }).serialize());
+    }
+    return res;
+  }
+
+  /** The page that opened this one, by Origin or Referer (browsers send at least the origin on cross-origin navigations). */
+  function fromAllowedOrigin(req: Request): boolean {
+    const source = req.headers.get('origin') ?? req.headers.get('referer');
+    if (!source) return false;
+    try {
+      return config.allowedOrigins.includes(new URL(source).origin);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * A form post from another site is refused before it can count as a wrong
+   * passcode: otherwise any page the owner visits could lock them out.
+   */
+  function assertSameSiteForm(req: Request): void {
+    const site = req.headers.get('sec-fetch-site');
+    const origin = req.headers.get('origin');
+    const ours = new URL(config.publicUrl).origin;
+    if ((site && site !== 'same-origin' && site !== 'none') || (origin && origin !== 'null' && origin !== ours)) {
+      throw new BrokerError('invalid_request', 'This form must be sent from the broker\'s own start page.', { hint: `Open ${config.publicUrl}/ and try again.` });
+    }
   }
 
   function loginGet(x: Exchange): Response {
@@ -105,11 +136,13 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
   }
 
   async function loginPost(x: Exchange): Promise<Response> {
+    assertSameSiteForm(x.req);
     const form = await readForm(x.req);
     const serviceId = field(form, 'id', 64) || DEFAULT_SERVICE_ID;
     const passcode = field(form, 'passcode', 1024) ?? '';
     const token = field(form, 'token', 256);
-    const fetchToken = FetchTokens.valid(token) ? token : undefined;
+    const cookies = new Bun.CookieMap(x.req.headers.get('cookie') ?? '');
+    const fetchToken = FetchTokens.valid(token) && safeEqualText(cookies.get(fetchCookieName) ?? '', fetchTokenHash(token)) ? token : undefined;
     const filter = field(form, 'type', 64);
     const all = broker.login.services();
     const services = filter && all.some((s) => s.id === filter) ? all.filter((s) => s.id === filter) : all;
@@ -319,6 +352,16 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     });
     return res;
   };
+}
+
+function fetchTokenHash(token: string): string {
+  return createHash('sha256').update(`broker/fetch-token\0${token}`).digest('base64url');
+}
+
+function safeEqualText(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 function isPageRoute(path: string): boolean {

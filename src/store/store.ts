@@ -120,6 +120,8 @@ export class Store {
       db.exec('PRAGMA synchronous = FULL');
       db.exec('PRAGMA busy_timeout = 5000');
       db.exec('PRAGMA foreign_keys = ON');
+      // Deleted envelopes are overwritten, not left in free pages for a later copy of the file.
+      db.exec('PRAGMA secure_delete = ON');
       migrate(db);
     } catch (e) {
       db.close();
@@ -174,7 +176,17 @@ export class Store {
 
   /** Wipes the envelope for good. Returns false if there was nothing active to revoke. */
   revoke(keyid: string, now: number): boolean {
-    return this.write(() => this.stmts.revoke.run(now, keyid)).changes === 1;
+    const changed = this.write(() => this.stmts.revoke.run(now, keyid)).changes === 1;
+    // The old envelope still sits in the WAL until a checkpoint copies the page over it;
+    // best effort (a reader may hold it back), and the next checkpoint finishes the job.
+    if (changed) {
+      try {
+        this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+      } catch {
+        /* another connection is busy; SQLite checkpoints again on its own */
+      }
+    }
+    return changed;
   }
 
   touch(keyid: string, now: number): void {

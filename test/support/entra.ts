@@ -154,7 +154,7 @@ export interface Entra {
   login(authorizeUrl: string, opts?: LoginOptions): Promise<string>;
   stats(): EntraStats;
   resetStats(): void;
-  /** The next `n` token requests get `failure` instead of the normal answer. */
+  /** The next `n` token requests get `failure` instead of the normal answer; `failNext(0, …)` clears the queue. */
   failNext(n: number, failure: TokenFailure): void;
   /** Delays every real token request by `ms` before the provider handles it. */
   setTokenDelay(ms: number): void;
@@ -957,6 +957,8 @@ export async function startEntra(opts: EntraOptions = {}): Promise<Entra> {
       stats = freshStats();
     },
     failNext: (n, failure) => {
+      // n = 0 clears what is still queued, so a test cannot leave failures behind for the next one.
+      if (n === 0) failures.length = 0;
       for (let i = 0; i < n; i += 1) failures.push({ ...failure });
     },
     setTokenDelay: (ms) => {

@@ -1,0 +1,226 @@
+/**
+ * Hardening found by a security review, one `describe` per finding; each test
+ * failed before its fix. (A rejected app secret answering 502 was kept: 5xx is
+ * right for Duplicati's retries, and a negative cache would turn one transient
+ * invalid_client into a minute of failures for every connection.)
+ */
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Broker } from '../src/broker/broker.ts';
+import { silentLogger } from '../src/broker/context.ts';
+import { hashPasscode } from '../src/broker/passcode.ts';
+import { initCommand } from '../src/cli/init.ts';
+import { processIo, type Io } from '../src/cli/io.ts';
+import { readSettings, validateHttpUrl } from '../src/config/settings.ts';
+import { loadSodium } from '../src/crypto/sodium.ts';
+import { createApp } from '../src/http/app.ts';
+import { Store } from '../src/store/store.ts';
+import { startEntra, type Entra } from './support/entra.ts';
+import { expireCachedToken, PASSCODE, PUBLIC_URL, startHarness, type Harness } from './support/harness.ts';
+
+const form = (fields: Record<string, string>) => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  body: new URLSearchParams(fields),
+});
+
+/** Uses up canned token-endpoint failures the broker did not consume (failNext(0, …) does not clear them). */
+async function drainCannedFailures(entra: Entra): Promise<void> {
+  for (let i = 0; i < 20; i++) {
+    const res = await fetch(entra.tokenUrl(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: 'drain', client_id: entra.clientId, client_secret: entra.clientSecret }),
+    });
+    const body = (await res.json().catch(() => ({}))) as { error?: string };
+    if (res.status === 400 && body.error === 'invalid_grant') return;
+  }
+}
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness({ config: { upstreamTimeoutMs: 1000, upstreamBudgetMs: 3000 } });
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+// ---------------------------------------------------------------------------
+describe('a legacy fetch token only reaches the browser that Duplicati\'s page opened', () => {
+  it('an attacker who planted ?token= in a link gets the owner\'s AuthID from /fetch without any of the login browser\'s cookies', async () => {
+    // The attacker picks a token and registers it (optional: the owner's click would register it too).
+    const token = 'attacker-chosen-token-0001';
+    await h.app(new Request(`${PUBLIC_URL}/?type=onedrivev2&token=${token}`));
+
+    // The owner follows the attacker's link to their own broker and connects as usual.
+    const page = await h.app(new Request(`${PUBLIC_URL}/?type=onedrivev2&token=${token}`));
+    const ownerCookies = (page.headers.get('set-cookie') ?? '').split(/,(?=\s*\w+=)/).map((c) => c.split(';')[0]!.trim()).filter(Boolean);
+    const begun = await h.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: PASSCODE, token })));
+    expect(begun.status).toBe(302);
+    ownerCookies.push(begun.headers.get('set-cookie')!.split(';')[0]!);
+    const callback = await h.entra.login(begun.headers.get('location')!);
+    const done = await h.app(new Request(callback, { headers: { cookie: ownerCookies.join('; ') } }));
+    expect(done.status).toBe(200);
+    const authid = /id="authid"[^>]*>([^<]+)</.exec(await done.text())![1]!;
+
+    // The attacker polls /fetch from their own machine: no cookie from the owner's browser.
+    const stolen = await h.app(new Request(`${PUBLIC_URL}/fetch?token=${token}`));
+    const body = await stolen.text();
+    expect(body).not.toContain(authid);
+  });
+});
+
+// ---------------------------------------------------------------------------
+describe('a revoke during a Microsoft outage wins over the old token', () => {
+  let entra: Entra;
+  let dir: string;
+  let store: Store;
+  let app: (req: Request, client?: { address: string }) => Promise<Response>;
+  const clock = { offsetMs: 0 };
+  let failRefresh: { called: () => void; gate: Promise<void> } | undefined;
+
+  beforeAll(async () => {
+    entra = await startEntra({ redirectUris: [`${PUBLIC_URL}/logged-in`] });
+    dir = mkdtempSync(join(tmpdir(), 'broker-review-'));
+    store = Store.open(join(dir, 'broker.db'));
+    const now = () => Date.now() + clock.offsetMs;
+    // The network: the real provider, except that a refresh can be made to fail with a 503 after a gate opens.
+    const fetchImpl = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      const f = failRefresh;
+      if (f && String(init?.body ?? '').includes('grant_type=refresh_token')) {
+        f.called();
+        await f.gate;
+        return new Response(JSON.stringify({ error: 'temporarily_unavailable', error_codes: [90000] }), { status: 503, headers: { 'content-type': 'application/json' } });
+      }
+      return globalThis.fetch(input, init);
+    };
+    const broker = new Broker({
+      config: {
+        clientId: entra.clientId,
+        clientSecret: entra.clientSecret,
+        tenant: 'consumers',
+        authority: entra.authority,
+        publicUrl: PUBLIC_URL,
+        passcodeHash: await hashPasscode(PASSCODE),
+        allowedOrigins: [],
+        upstreamTimeoutMs: 5000,
+        // One attempt only: the budget leaves no room for a retry.
+        upstreamBudgetMs: 600,
+      },
+      store,
+      sodium: await loadSodium(),
+      fetch: fetchImpl,
+      now,
+      log: silentLogger,
+    });
+    app = createApp({ broker, version: 'test', now });
+  });
+  afterAll(async () => {
+    store?.close();
+    await entra?.close();
+  });
+
+  it('`broker revoke` lands while the refresh waits for Microsoft; Microsoft then fails → the answer must be 410, not the old token', async () => {
+    clock.offsetMs = 0;
+    const begun = await app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: PASSCODE })));
+    const cookie = begun.headers.get('set-cookie')!.split(';')[0]!;
+    const done = await app(new Request(await entra.login(begun.headers.get('location')!), { headers: { cookie } }));
+    const authid = /id="authid"[^>]*>([^<]+)</.exec(await done.text())![1]!;
+    const keyid = authid.split(':')[0]!;
+
+    // Two minutes of life left: a refresh is due, and the old token is still "worth serving" if Microsoft fails.
+    clock.offsetMs = 3600_000 - 120_000;
+    let called!: () => void;
+    const reached = new Promise<void>((r) => (called = r));
+    let open!: () => void;
+    failRefresh = { called, gate: new Promise<void>((r) => (open = r)) };
+    const pending = app(new Request(`${PUBLIC_URL}/refresh`, { headers: { 'x-authid': authid } }));
+    await reached;
+
+    // The owner revokes from the command line (another process, the same store file).
+    const cli = Store.open(join(dir, 'broker.db'));
+    expect(cli.revoke(keyid, Date.now())).toBe(true);
+    cli.close();
+    open();
+
+    const res = await pending;
+    failRefresh = undefined;
+    expect(res.status).toBe(410);
+  });
+});
+
+// ---------------------------------------------------------------------------
+describe('a revoked envelope is gone from broker.db and its WAL', () => {
+  it('after `broker revoke`, no byte of the sealed envelope is left in the store files', async () => {
+    const c = await h.connect();
+    const envelope = h.store.get(c.keyid)!.sealed!;
+    // Like `broker revoke <keyid>` while serve runs: a second connection to the same file.
+    const cli = Store.open(h.dbPath);
+    expect(cli.revoke(c.keyid, Date.now())).toBe(true);
+    cli.close();
+    const nonceAndMac = Buffer.from(envelope.subarray(1, 1 + 24 + 16));
+    const found = [h.dbPath, `${h.dbPath}-wal`].filter((f) => existsSync(f) && readFileSync(f).includes(nonceAndMac));
+    expect(found).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------
+describe('a cross-site form post cannot lock the owner out', () => {
+  it('6 cross-site form posts from a page the owner visits do not stop the owner\'s own login from that browser', async () => {
+    const address = '127.0.0.1'; // the owner's browser on the broker's machine (or through `ssh -L`)
+    for (let i = 0; i < 6; i++) {
+      // What <form method=post action="http://localhost:8080/login"> on any site sends: a simple request, no preflight.
+      await h.app(
+        new Request(`${PUBLIC_URL}/login`, {
+          ...form({ id: 'onedrivev2', passcode: `csrf-guess-${i}` }),
+          headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' },
+        }),
+        { address },
+      );
+    }
+    const own = await h.app(
+      new Request(`${PUBLIC_URL}/login`, {
+        ...form({ id: 'onedrivev2', passcode: PASSCODE }),
+        headers: { 'content-type': 'application/x-www-form-urlencoded', origin: PUBLIC_URL, 'sec-fetch-site': 'same-origin' },
+      }),
+      { address },
+    );
+    expect(own.status).toBe(302);
+  });
+});
+
+// ---------------------------------------------------------------------------
+describe('the app secret is never sent to a plain-http authority', () => {
+  it('--authority http://login.microsoftonline.com is refused (http only for loopback test providers)', () => {
+    expect(validateHttpUrl('http://login.microsoftonline.com', 'authority')).not.toBeNull();
+    expect(validateHttpUrl('http://127.0.0.1:9999', 'authority')).toBeNull();
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------
+describe('init and the form agree on the passcode\'s length', () => {
+  it('init either refuses a 300-character passcode, or /login accepts it', async () => {
+    const long = 'x'.repeat(300);
+    const home = join(mkdtempSync(join(tmpdir(), 'broker-review-init-')), 'home');
+    const io: Io = { ...processIo(), out: () => {}, err: () => {}, env: { BROKER_HOME: home, BROKER_CLIENT_SECRET: 'a-client-secret-value' }, isTTY: false };
+    let refused = false;
+    try {
+      await initCommand({ nonInteractive: true, clientId: '00000000-0000-0000-0000-000000000001', passcode: long }, io);
+    } catch {
+      refused = true;
+    }
+    if (refused) return;
+    const { passcodeHash } = readSettings(home);
+    const hh = await startHarness({ config: { passcodeHash: passcodeHash! } });
+    try {
+      const res = await hh.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: long })), { address: '192.0.2.5' });
+      expect(res.status).toBe(302);
+    } finally {
+      await hh.close();
+    }
+  });
+});
