@@ -6,7 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSettings } from '../src/config/settings.ts';
@@ -244,8 +244,10 @@ describe('the app secret from a systemd credential ($CREDENTIALS_DIRECTORY/clien
 });
 
 describe('broker service install / uninstall and systemctl', () => {
-  // A user unit cannot point into /tmp (PrivateTmp=yes hides it), so these homes live in the ignored test-artifacts folder.
-  const artifacts = resolve(import.meta.dirname, '../test-artifacts');
+  // A user unit cannot point into /tmp (PrivateTmp=yes hides it), so these homes live outside it: in the
+  // ignored test-artifacts folder, or under $HOME when the checkout itself is under /tmp (as CI's clone is).
+  const inRepo = resolve(import.meta.dirname, '../test-artifacts');
+  const artifacts = /^\/(var\/)?tmp\//.test(inRepo) ? join(homedir(), '.cache', 'broker-service-tests') : inRepo;
   let home: string;
   beforeAll(async () => {
     mkdirSync(artifacts, { recursive: true });
