@@ -1,10 +1,10 @@
+export { freePort } from '../test/support/binary.ts';
 /**
  * Small helpers shared by the benchmark scripts: statistics, child processes,
  * ports, and the machine description. Nothing here measures anything by itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, loadavg, totalmem } from 'node:os';
 
 export function median(xs: readonly number[]): number {
@@ -29,17 +29,6 @@ export function round(x: number, digits = 2): number {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
 }
 
 /** Resolves with the first line a child prints on stdout (bounded in time). */

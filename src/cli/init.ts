@@ -34,15 +34,11 @@ export interface InitFlags {
   passcodeFile?: string;
   allowedOrigin?: string[];
   secretExpires?: string;
-  // Settings for `serve`, recorded so that a service unit needs no flags.
-  tlsCert?: string;
-  tlsKey?: string;
-  insecureHttp?: boolean;
-  logFormat?: 'text' | 'json';
-  metrics?: boolean;
-  metricsListen?: string;
-  trustProxy?: boolean;
 }
+
+/** Settings for `serve` that init records as given, so that a service unit needs no flags. */
+type ServeSettings = Pick<Settings, 'tlsCert' | 'tlsKey' | 'insecureHttp' | 'logFormat' | 'metrics' | 'metricsListen' | 'trustProxy'>;
+export type InitOptions = InitFlags & ServeSettings;
 
 type Answers = Partial<Settings> & {
   passcode?: string;
@@ -94,7 +90,7 @@ export function generatePasscode(): string {
   return base32Encode(randomBytes(15)).match(/.{6}/g)!.join('-');
 }
 
-export async function initCommand(flags: InitFlags, io: Io): Promise<void> {
+export async function initCommand(flags: InitOptions, io: Io): Promise<void> {
   const home = brokerHome(io.env);
   const old = readSettings(home);
   const given = await fromFlagsAndEnv(flags, io);
@@ -223,7 +219,7 @@ async function askAll(given: Answers, old: Partial<Settings>, io: Io): Promise<A
 
 
 /** Only the serve settings given as flags; absent ones keep their old values. */
-function serveSettings(f: InitFlags): Partial<Settings> {
+function serveSettings(f: ServeSettings): Partial<Settings> {
   const out: Partial<Settings> = {};
   if (f.tlsCert !== undefined) out.tlsCert = resolve(f.tlsCert);
   if (f.tlsKey !== undefined) out.tlsKey = resolve(f.tlsKey);
