@@ -163,6 +163,17 @@ describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
     await served.stop();
   });
 
+  it('warns when it listens beyond this machine without TLS', async () => {
+    const { home } = await configured();
+    const port = await freePort();
+    const served = await serve(home, {}, ['--listen', `0.0.0.0:${port}`]);
+    await served.stop();
+    expect(served.stderr()).toMatch(/warn serve\.plain_http_on_network/);
+    const local = await serve(home);
+    await local.stop();
+    expect(local.stderr()).not.toMatch(/plain_http_on_network/);
+  });
+
   it('a port already in use: exit 1 (worth a restart), not the configuration code 3', async () => {
     const { home } = await configured();
     const first = await serve(home);

@@ -88,6 +88,10 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
   }
   const secret = secretWarning(settings.secretExpires, Date.now());
   if (secret) log.warn('app.secret_expiry', { warning: secret });
+  if (!running.url.startsWith('https:') && !/^(127\.|localhost$|::1$|\[::1\]$)/.test(new URL(running.url).hostname)) {
+    // Reachable from other machines in plain http: AuthIDs and tokens would cross the network readable.
+    log.warn('serve.plain_http_on_network', { listen: running.url, hint: 'use --tls-cert/--tls-key, or listen on 127.0.0.1 behind a reverse proxy' });
+  }
   log.info('serve.started', { version: VERSION, listen: running.url, public_url: settings.publicUrl, metrics: running.metricsUrl, home });
   flush(); // start-up lines come before the "listening on" line that scripts wait for
   io.err(`broker ${VERSION} listening on ${running.url}`);
