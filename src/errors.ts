@@ -50,10 +50,6 @@ export class BrokerError extends Error {
   }
 }
 
-export function isBrokerError(e: unknown): e is BrokerError {
-  return e instanceof BrokerError;
-}
-
 /** Wraps anything thrown into a BrokerError without copying its text (it may hold a secret). */
 export function asBrokerError(e: unknown): BrokerError {
   if (e instanceof BrokerError) return e;

@@ -29,8 +29,3 @@ export function makeLogger(format: LogFormat, write: (line: string) => void, now
     request: (r) => line(r.status >= 500 ? 'warn' : 'info', 'request', { method: r.method, route: r.route, status: r.status, ms: r.ms, keyid: r.keyid, error: r.error }),
   };
 }
-
-/** Kept for callers that only ever want text. */
-export function textLogger(write: (line: string) => void, now: () => number = Date.now): RequestLogger {
-  return makeLogger('text', write, now);
-}

@@ -1,4 +1,3 @@
-import type { ConnectionInfo } from '../store/store.ts';
 import { LoginFlow } from './connect.ts';
 import { FetchTokens } from './fetch-tokens.ts';
 import type { BrokerContext } from './context.ts';
@@ -25,9 +24,5 @@ export class Broker {
     this.tokens.forget(id.keyid);
     if (changed) this.ctx.log.info('connection.revoked', { keyid: short(id.keyid) });
     return { keyid: id.keyid, alreadyRevoked: !changed && record.state === 'revoked' };
-  }
-
-  list(): ConnectionInfo[] {
-    return this.ctx.store.list();
   }
 }

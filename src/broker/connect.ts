@@ -1,12 +1,12 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { generateAuthId } from '../crypto/authid.ts';
+import { safeEqual, sha256 } from '../crypto/compare.ts';
 import { deriveKeys, sealJson } from '../crypto/seal.ts';
 import { BrokerError } from '../errors.ts';
 import { readIdToken, type Account } from '../oauth/id-token.ts';
 import { createPkce, randomToken } from '../oauth/pkce.ts';
 import { findService, scopeString, SERVICES, type Service } from '../oauth/services.ts';
 import { redeemCode } from '../oauth/token-endpoint.ts';
-import { redirectUri, type BrokerContext } from './context.ts';
+import { redirectUri, tokenClient, type BrokerContext } from './context.ts';
 import { PasscodeGuard } from './passcode.ts';
 import type { SealedGrant } from './sealed-grant.ts';
 import { short } from './tokens.ts';
@@ -127,13 +127,7 @@ export class LoginFlow {
     if (!p.code || p.code.length > 4096) throw new BrokerError('login_failed', 'Microsoft\'s answer has no authorization code.');
     const { config } = ctx;
     const tokens = await redeemCode(
-      {
-        fetch: ctx.fetch,
-        tokenUrl: pending.service.provider.tokenUrl(config.authority, config.tenant),
-        clientId: config.clientId,
-        clientSecret: config.clientSecret,
-        timeoutMs: config.upstreamTimeoutMs ?? 20_000,
-      },
+      tokenClient(ctx, pending.service),
       { code: p.code, redirectUri: redirectUri(config), codeVerifier: pending.codeVerifier, scope: scopeString(pending.service) },
     );
     if (!tokens.refreshToken) {
@@ -172,12 +166,4 @@ export class LoginFlow {
 export function unknownService(id: string): BrokerError {
   const offered = SERVICES.map((s) => s.id).join(', ');
   return new BrokerError('unknown_service', `This broker does not offer the service "${id.slice(0, 40)}"; it offers ${offered}.`);
-}
-
-function sha256(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
-}
-
-function safeEqual(a: Buffer, b: Buffer): boolean {
-  return a.length === b.length && timingSafeEqual(a, b);
 }

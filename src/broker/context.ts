@@ -1,5 +1,6 @@
 import type { Sodium } from '../crypto/sodium.ts';
-import type { Fetch } from '../oauth/token-endpoint.ts';
+import type { Service } from '../oauth/services.ts';
+import type { Fetch, TokenClient } from '../oauth/token-endpoint.ts';
 import type { Store } from '../store/store.ts';
 
 /** The settings the domain needs; the CLI's settings file is one source of them. */
@@ -46,4 +47,21 @@ export const silentLogger: Logger = { info() {}, warn() {} };
 
 export function redirectUri(config: BrokerConfig): string {
   return `${config.publicUrl}/logged-in`;
+}
+
+/** Default for one call to Microsoft, in total; 80% of it for the answer to start. */
+const UPSTREAM_TIMEOUT_MS = 10_000;
+
+/** The token endpoint of a service, as this broker's app, with at most `budgetMs` for the call. */
+export function tokenClient(ctx: BrokerContext, service: Service, budgetMs = Number.POSITIVE_INFINITY): TokenClient {
+  const { config } = ctx;
+  const perCall = config.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS;
+  return {
+    fetch: ctx.fetch,
+    tokenUrl: service.provider.tokenUrl(config.authority, config.tenant),
+    clientId: config.clientId,
+    clientSecret: config.clientSecret,
+    timeoutMs: Math.max(1, Math.min(perCall, budgetMs)),
+    headersTimeoutMs: Math.max(1, Math.min(perCall * 0.8, budgetMs)),
+  };
 }

@@ -1,3 +1,4 @@
+import { safeEqual, sha256 } from '../crypto/compare.ts';
 import { FailureLimiter } from './rate-limit.ts';
 
 /**
@@ -25,6 +26,18 @@ export class FetchTokens {
 
   static valid(token: string | null | undefined): token is string {
     return typeof token === 'string' && TOKEN_SHAPE.test(token);
+  }
+
+  /**
+   * What the registering browser keeps in a cookie: a login may carry the token
+   * only from that browser, so a token planted in a link collects nothing.
+   */
+  static cookieValue(token: string): string {
+    return sha256(`broker/fetch-token\0${token}`).toString('base64url');
+  }
+
+  static cookieMatches(token: string, cookie: string | null | undefined): boolean {
+    return FetchTokens.valid(token) && safeEqual(cookie ?? '', FetchTokens.cookieValue(token));
   }
 
   /** False if the token is taken, or the client has registered too many. */

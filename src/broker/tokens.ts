@@ -4,7 +4,7 @@ import { BrokerError } from '../errors.ts';
 import { findService, scopeString, type Service } from '../oauth/services.ts';
 import { refreshGrant, type TokenResponse } from '../oauth/token-endpoint.ts';
 import type { ConnectionHead } from '../store/store.ts';
-import type { BrokerContext } from './context.ts';
+import { tokenClient, type BrokerContext } from './context.ts';
 import { FailureLimiter } from './rate-limit.ts';
 import type { SealedGrant } from './sealed-grant.ts';
 
@@ -191,7 +191,7 @@ export class TokenService {
           this.forget(id.keyid);
           assertUsable(now, ctx.config.publicUrl);
         }
-        if (now.version !== version) throw new BrokerError('conflict', 'The connection was changed by another process during the refresh.', { hint: 'Try again.' });
+        if (now.version !== version) throw conflictError();
         ctx.log.warn('connection.served_stale', { keyid: short(id.keyid), error: err.code });
         return { accessToken: grant.accessToken, expiresAt: grant.accessTokenExpiresAt, service: record.service, keyid: id.keyid, source: 'stale' };
       }
@@ -238,7 +238,7 @@ export class TokenService {
       this.unsaved.delete(keyid);
       const row = ctx.store.get(keyid);
       if (row?.state === 'revoked') throw revokedError(ctx.config.publicUrl);
-      throw new BrokerError('conflict', 'The connection was changed by another process during the refresh.', { hint: 'Try again.' });
+      throw conflictError();
     }
   }
 
@@ -246,23 +246,12 @@ export class TokenService {
   private async callMicrosoft(service: Service, refreshToken: string): Promise<TokenResponse> {
     const { ctx } = this;
     const deadline = ctx.now() + (ctx.config.upstreamBudgetMs ?? 20_000);
-    const perAttempt = ctx.config.upstreamTimeoutMs ?? 10_000;
     for (let attempt = 0; ; attempt++) {
       const left = deadline - ctx.now();
       const t0 = performance.now();
       const observe = (outcome: string) => ctx.observer?.upstreamCall(outcome, (performance.now() - t0) / 1000);
       try {
-        const result = await refreshGrant(
-          {
-            fetch: ctx.fetch,
-            tokenUrl: service.provider.tokenUrl(ctx.config.authority, ctx.config.tenant),
-            clientId: ctx.config.clientId,
-            clientSecret: ctx.config.clientSecret,
-            timeoutMs: Math.max(1, Math.min(perAttempt, left)),
-            headersTimeoutMs: Math.max(1, Math.min(perAttempt * 0.8, left)),
-          },
-          { refreshToken, scope: scopeString(service) },
-        );
+        const result = await refreshGrant(tokenClient(ctx, service, left), { refreshToken, scope: scopeString(service) });
         observe('ok');
         return result;
       } catch (e) {
@@ -301,6 +290,10 @@ function assertUsable(r: ConnectionHead, publicUrl: string): void {
 
 export function revokedError(publicUrl: string): BrokerError {
   return new BrokerError('revoked', `This AuthID was revoked; create a new one at ${publicUrl}/`);
+}
+
+function conflictError(): BrokerError {
+  return new BrokerError('conflict', 'The connection was changed by another process during the refresh.', { hint: 'Try again.' });
 }
 
 /** The first characters of a keyid: enough to tell connections apart in a log. */

@@ -1,17 +1,11 @@
 import { connectionWarnings, DAY_MS, idleExpiresAt, secretWarning } from '../broker/lifecycle.ts';
 import { readSettings } from '../config/settings.ts';
 import type { Io } from './io.ts';
-import { join } from 'node:path';
-import { ensureHome, STORE_FILE } from '../config/home.ts';
-import { Store } from '../store/store.ts';
 import type { ConnectionInfo } from '../store/store.ts';
-
-const DAY = DAY_MS;
-const idleExpiry = idleExpiresAt;
+import { openStore } from './store-file.ts';
 
 export function listCommand(home: string, io: Io, opts: { json?: boolean }, now: () => number = Date.now): void {
-  ensureHome(home);
-  const store = Store.open(join(home, STORE_FILE));
+  const store = openStore(home);
   let rows: ConnectionInfo[];
   try {
     rows = store.list();
@@ -33,7 +27,7 @@ export function listCommand(home: string, io: Io, opts: { json?: boolean }, now:
           last_refresh_at: iso(c.lastRefreshAt),
           last_used_at: iso(c.lastUsedAt),
           state: c.state,
-          idle_expires_at: c.state === 'active' ? iso(idleExpiry(c)) : null,
+          idle_expires_at: c.state === 'active' ? iso(idleExpiresAt(c)) : null,
         })),
         null,
         2,
@@ -54,7 +48,7 @@ export function listCommand(home: string, io: Io, opts: { json?: boolean }, now:
       day(c.createdAt),
       c.lastRefreshAt ? day(c.lastRefreshAt) : 'never',
       c.lastUsedAt ? day(c.lastUsedAt) : 'never',
-      c.state === 'active' ? `in ${Math.max(0, Math.floor((idleExpiry(c) - t) / DAY))} days` : '-',
+      c.state === 'active' ? `in ${Math.max(0, Math.floor((idleExpiresAt(c) - t) / DAY_MS))} days` : '-',
     ]),
   ];
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));

@@ -1,16 +1,10 @@
-import { join } from 'node:path';
 import { Broker } from '../broker/broker.ts';
 import type { Logger } from '../broker/context.ts';
-import { ensureHome, STORE_FILE } from '../config/home.ts';
 import { loadSettings, type Settings } from '../config/settings.ts';
 import { loadSodium } from '../crypto/sodium.ts';
-import { Store } from '../store/store.ts';
+import type { Store } from '../store/store.ts';
 import type { Fetch } from '../oauth/token-endpoint.ts';
-
-export function openStore(home: string): Store {
-  ensureHome(home);
-  return Store.open(join(home, STORE_FILE));
-}
+import { openStore } from './store-file.ts';
 
 export async function openBroker(
   home: string,

@@ -4,7 +4,7 @@ import { loadSodium } from '../crypto/sodium.ts';
 import { BrokerError } from '../errors.ts';
 import { MICROSOFT } from '../oauth/services.ts';
 import type { Io } from './io.ts';
-import { openStore } from './open.ts';
+import { openStore } from './store-file.ts';
 
 /**
  * `broker revoke <keyid or authid>`. The owner of the machine owns the store, so a

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Broker } from '../broker/broker.ts';
 import { short } from '../broker/tokens.ts';
 import { asBrokerError, BrokerError } from '../errors.ts';
@@ -99,7 +99,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     const services = type ? broker.login.services().filter((s) => s.id === type) : broker.login.services();
     const res = html(x, 200, startPage({ nonce: x.nonce, services, selected: type ?? DEFAULT_SERVICE_ID, fetchToken, filter: type ?? undefined }));
     if (fetchToken) {
-      res.headers.append('set-cookie', new Bun.Cookie(fetchCookieName, fetchTokenHash(fetchToken), { httpOnly: true, sameSite: 'lax', secure: secureCookie, path: '/', maxAge: 300 }).serialize());
+      res.headers.append('set-cookie', new Bun.Cookie(fetchCookieName, FetchTokens.cookieValue(fetchToken), { httpOnly: true, sameSite: 'lax', secure: secureCookie, path: '/', maxAge: 300 }).serialize());
     }
     return res;
   }
@@ -142,7 +142,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     const passcode = field(form, 'passcode', 1024) ?? '';
     const token = field(form, 'token', 256);
     const cookies = new Bun.CookieMap(x.req.headers.get('cookie') ?? '');
-    const fetchToken = FetchTokens.valid(token) && safeEqualText(cookies.get(fetchCookieName) ?? '', fetchTokenHash(token)) ? token : undefined;
+    const fetchToken = token !== null && FetchTokens.cookieMatches(token, cookies.get(fetchCookieName)) ? token : undefined;
     const filter = field(form, 'type', 64);
     const all = broker.login.services();
     const services = filter && all.some((s) => s.id === filter) ? all.filter((s) => s.id === filter) : all;
@@ -352,16 +352,6 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     });
     return res;
   };
-}
-
-function fetchTokenHash(token: string): string {
-  return createHash('sha256').update(`broker/fetch-token\0${token}`).digest('base64url');
-}
-
-function safeEqualText(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 function isPageRoute(path: string): boolean {

@@ -1,4 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
+import { safeEqual } from '../crypto/compare.ts';
 import { BrokerError } from '../errors.ts';
 
 export interface Account {
@@ -47,12 +47,6 @@ export function readIdToken(
     name: typeof claims.name === 'string' ? claims.name : undefined,
     username: typeof claims.preferred_username === 'string' ? claims.preferred_username : undefined,
   };
-}
-
-function safeEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 function invalid(why: string): BrokerError {
