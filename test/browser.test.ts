@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, BrowserContextOptions, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, initHome, newHome, serve, type Served } from './support/binary.ts';
+import { LOOPBACK_CALLBACK, configuredHome, serve, type Served } from './support/binary.ts';
 import { launchChromium, signInAtProvider, startUiServer, submitPasscode, type UiServer } from './support/browser.ts';
 import { startEntra, type Entra } from './support/entra.ts';
 
@@ -34,21 +34,10 @@ let brokerUrl = '';
 
 beforeAll(async () => {
   mkdirSync(SHOTS, { recursive: true });
-  entra = await startEntra({ acceptRedirectUri: (u) => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(u) });
+  entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
   allowedUi = await startUiServer();
   otherUi = await startUiServer();
-  const home = newHome();
-  const port = await freePort();
-  const init = await initHome({
-    home,
-    clientId: entra.clientId,
-    clientSecret: entra.clientSecret,
-    authority: entra.authority,
-    port,
-    passcode: PASSCODE,
-    allowedOrigins: [allowedUi.origin],
-  });
-  expect(init.code, init.stderr).toBe(0);
+  const { home } = await configuredHome(entra, PASSCODE, { allowedOrigins: [allowedUi.origin] });
   served = await serve(home);
   brokerUrl = new URL(served.url).origin;
   browser = await launchChromium();

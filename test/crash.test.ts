@@ -9,28 +9,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEntra, type Entra } from './support/entra.ts';
-import { connectOverHttp, freePort, initHome, newHome, run, serve, type Served } from './support/binary.ts';
+import { LOOPBACK_CALLBACK, configuredHome, connectOverHttp, newHome, run, serve, type Served } from './support/binary.ts';
+import { prng } from './support/prng.ts';
 
 const PASSCODE = 'crash-passcode-1234';
-const LOOPBACK_CALLBACK = (u: string) => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(u);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** mulberry32: small, seeded, good enough to place kills reproducibly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function setUpHome(entra: Entra, home: string): Promise<void> {
-  const port = await freePort();
-  const init = await initHome({ home, clientId: entra.clientId, clientSecret: entra.clientSecret, authority: entra.authority, port, passcode: PASSCODE });
-  expect(init.code, init.stderr).toBe(0);
+  await configuredHome(entra, PASSCODE, { home });
 }
 
 const refresh = (url: string, authid: string, timeoutMs = 8000) =>

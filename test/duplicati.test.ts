@@ -3,7 +3,7 @@
  * Duplicati speaks to its OAuth service, against the local provider.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectOverHttp, freePort, initHome, newHome, serve, type Served } from './support/binary.ts';
+import { LOOPBACK_CALLBACK, configuredHome, connectOverHttp, serve, type Served } from './support/binary.ts';
 import { DuplicatiError, duplicatiGetToken, loginUrl } from './support/duplicati-client.ts';
 import { startEntra, type Entra } from './support/entra.ts';
 
@@ -13,11 +13,8 @@ let served: Served;
 let oauthUrl: string;
 
 beforeAll(async () => {
-  entra = await startEntra({ acceptRedirectUri: (u) => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(u) });
-  const home = newHome();
-  const port = await freePort();
-  const init = await initHome({ home, clientId: entra.clientId, clientSecret: entra.clientSecret, authority: entra.authority, port, passcode: PASSCODE });
-  expect(init.code, init.stderr).toBe(0);
+  entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
+  const { home } = await configuredHome(entra, PASSCODE);
   served = await serve(home);
   oauthUrl = `${served.url}/refresh`;
 });

@@ -6,22 +6,19 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEntra, type Entra } from './support/entra.ts';
-import { connectOverHttp, freePort, initHome, newHome, run, serve, type Served } from './support/binary.ts';
+import { LOOPBACK_CALLBACK, configuredHome, connectOverHttp, newHome, run, serve, type Served } from './support/binary.ts';
 
 const PASSCODE = 'e2e-passcode-1234';
 let entra: Entra;
 beforeAll(async () => {
-  entra = await startEntra({ acceptRedirectUri: (u) => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(u) });
+  entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
 });
 afterAll(async () => {
   await entra?.close();
 });
 
 async function freshBroker(): Promise<{ home: string; served: Served }> {
-  const home = newHome();
-  const port = await freePort();
-  const init = await initHome({ home, clientId: entra.clientId, clientSecret: entra.clientSecret, authority: entra.authority, port, passcode: PASSCODE });
-  expect(init.code, init.stderr).toBe(0);
+  const { home } = await configuredHome(entra, PASSCODE);
   return { home, served: await serve(home) };
 }
 

@@ -17,8 +17,9 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEntra, type Entra } from './support/entra.ts';
-import { freePort, initHome, newHome, serve, type Served } from './support/binary.ts';
+import { LOOPBACK_CALLBACK, configuredHome, serve, type Served } from './support/binary.ts';
 import { buildRequest, rawRequest, type RawAnswer } from './support/raw-http.ts';
+import { prng } from './support/prng.ts';
 
 const PASSCODE = 'fuzz-passcode-1234';
 const SEED = Number(process.env.FUZZ_SEED ?? 0xf022);
@@ -30,16 +31,6 @@ const TIME_BOUND_MS = 20_000;
 /** Source addresses (all loopback): the per-address limiters see several clients. */
 const SOURCES = ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6'];
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Percent-encodes the UTF-8 bytes of `s` (lone surrogates become U+FFFD). `raw`
@@ -351,11 +342,10 @@ let port: number;
 let real: Real;
 
 beforeAll(async () => {
-  entra = await startEntra({ acceptRedirectUri: (u) => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(u) });
-  const home = newHome();
-  port = await freePort();
-  const init = await initHome({ home, clientId: entra.clientId, clientSecret: entra.clientSecret, authority: entra.authority, port, passcode: PASSCODE });
-  expect(init.code, init.stderr).toBe(0);
+  entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
+  const configured = await configuredHome(entra, PASSCODE);
+  port = configured.port;
+  const home = configured.home;
   served = await serve(home);
 
   const startLogin = async () => {

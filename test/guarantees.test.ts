@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../src/http/app.ts';
 import { Store } from '../src/store/store.ts';
-import { freePort, initHome, newHome, serve } from './support/binary.ts';
+import { LOOPBACK_CALLBACK, configuredHome, serve } from './support/binary.ts';
 import { startEntra, type Entra } from './support/entra.ts';
 import { expireCachedToken, PASSCODE, PUBLIC_URL, startHarness, type Harness } from './support/harness.ts';
 
@@ -235,17 +235,14 @@ describe('wrong passcodes: 50 in all, whatever the address', () => {
 describe('serve\'s request log names the error code', () => {
   let entra: Entra;
   beforeAll(async () => {
-    entra = await startEntra({ acceptRedirectUri: (u) => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(u) });
+    entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
   });
   afterAll(async () => {
     await entra?.close();
   });
 
   it('a refused /refresh is logged with its status and error code (text and JSON)', async () => {
-    const home = newHome();
-    const port = await freePort();
-    const init = await initHome({ home, clientId: entra.clientId, clientSecret: entra.clientSecret, authority: entra.authority, port, passcode: 'gaps-passcode-1234' });
-    expect(init.code, init.stderr).toBe(0);
+    const { home } = await configuredHome(entra, 'gaps-passcode-1234');
 
     const text = await serve(home);
     expect((await fetch(`${text.url}/refresh`)).status).toBe(400);

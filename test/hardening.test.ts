@@ -8,36 +8,17 @@ import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Broker } from '../src/broker/broker.ts';
-import { silentLogger } from '../src/broker/context.ts';
-import { hashPasscode } from '../src/broker/passcode.ts';
 import { initCommand } from '../src/cli/init.ts';
 import { processIo, type Io } from '../src/cli/io.ts';
 import { readSettings, validateHttpUrl } from '../src/config/settings.ts';
-import { loadSodium } from '../src/crypto/sodium.ts';
-import { createApp } from '../src/http/app.ts';
 import { Store } from '../src/store/store.ts';
-import { startEntra, type Entra } from './support/entra.ts';
-import { expireCachedToken, PASSCODE, PUBLIC_URL, startHarness, type Harness } from './support/harness.ts';
+import { PASSCODE, PUBLIC_URL, startHarness, type Harness } from './support/harness.ts';
 
 const form = (fields: Record<string, string>) => ({
   method: 'POST',
   headers: { 'content-type': 'application/x-www-form-urlencoded' },
   body: new URLSearchParams(fields),
 });
-
-/** Uses up canned token-endpoint failures the broker did not consume (failNext(0, …) does not clear them). */
-async function drainCannedFailures(entra: Entra): Promise<void> {
-  for (let i = 0; i < 20; i++) {
-    const res = await fetch(entra.tokenUrl(), {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: 'drain', client_id: entra.clientId, client_secret: entra.clientSecret }),
-    });
-    const body = (await res.json().catch(() => ({}))) as { error?: string };
-    if (res.status === 400 && body.error === 'invalid_grant') return;
-  }
-}
 
 let h: Harness;
 beforeAll(async () => {
@@ -74,73 +55,43 @@ describe('a legacy fetch token only reaches the browser that Duplicati\'s page o
 
 // ---------------------------------------------------------------------------
 describe('a revoke during a Microsoft outage wins over the old token', () => {
-  let entra: Entra;
-  let dir: string;
-  let store: Store;
-  let app: (req: Request, client?: { address: string }) => Promise<Response>;
-  const clock = { offsetMs: 0 };
+  let outage: Harness;
   let failRefresh: { called: () => void; gate: Promise<void> } | undefined;
 
   beforeAll(async () => {
-    entra = await startEntra({ redirectUris: [`${PUBLIC_URL}/logged-in`] });
-    dir = mkdtempSync(join(tmpdir(), 'broker-review-'));
-    store = Store.open(join(dir, 'broker.db'));
-    const now = () => Date.now() + clock.offsetMs;
-    // The network: the real provider, except that a refresh can be made to fail with a 503 after a gate opens.
-    const fetchImpl = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-      const f = failRefresh;
-      if (f && String(init?.body ?? '').includes('grant_type=refresh_token')) {
-        f.called();
-        await f.gate;
-        return new Response(JSON.stringify({ error: 'temporarily_unavailable', error_codes: [90000] }), { status: 503, headers: { 'content-type': 'application/json' } });
-      }
-      return globalThis.fetch(input, init);
-    };
-    const broker = new Broker({
-      config: {
-        clientId: entra.clientId,
-        clientSecret: entra.clientSecret,
-        tenant: 'consumers',
-        authority: entra.authority,
-        publicUrl: PUBLIC_URL,
-        passcodeHash: await hashPasscode(PASSCODE),
-        allowedOrigins: [],
-        upstreamTimeoutMs: 5000,
-        // One attempt only: the budget leaves no room for a retry.
-        upstreamBudgetMs: 600,
+    outage = await startHarness({
+      // One attempt only: the budget leaves no room for a retry.
+      config: { upstreamTimeoutMs: 5000, upstreamBudgetMs: 600 },
+      // The network: the real provider, except that a refresh can be made to fail with a 503 after a gate opens.
+      fetch: async (input, init) => {
+        const f = failRefresh;
+        if (f && String(init?.body ?? '').includes('grant_type=refresh_token')) {
+          f.called();
+          await f.gate;
+          return new Response(JSON.stringify({ error: 'temporarily_unavailable', error_codes: [90000] }), { status: 503, headers: { 'content-type': 'application/json' } });
+        }
+        return globalThis.fetch(input, init);
       },
-      store,
-      sodium: await loadSodium(),
-      fetch: fetchImpl,
-      now,
-      log: silentLogger,
     });
-    app = createApp({ broker, version: 'test', now });
   });
   afterAll(async () => {
-    store?.close();
-    await entra?.close();
+    await outage?.close();
   });
 
   it('`broker revoke` lands while the refresh waits for Microsoft; Microsoft then fails → the answer must be 410, not the old token', async () => {
-    clock.offsetMs = 0;
-    const begun = await app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: PASSCODE })));
-    const cookie = begun.headers.get('set-cookie')!.split(';')[0]!;
-    const done = await app(new Request(await entra.login(begun.headers.get('location')!), { headers: { cookie } }));
-    const authid = /id="authid"[^>]*>([^<]+)</.exec(await done.text())![1]!;
-    const keyid = authid.split(':')[0]!;
+    const { authid, keyid } = await outage.connect();
 
     // Two minutes of life left: a refresh is due, and the old token is still "worth serving" if Microsoft fails.
-    clock.offsetMs = 3600_000 - 120_000;
+    outage.clock.offsetMs = 3600_000 - 120_000;
     let called!: () => void;
     const reached = new Promise<void>((r) => (called = r));
     let open!: () => void;
     failRefresh = { called, gate: new Promise<void>((r) => (open = r)) };
-    const pending = app(new Request(`${PUBLIC_URL}/refresh`, { headers: { 'x-authid': authid } }));
+    const pending = outage.refresh(authid);
     await reached;
 
     // The owner revokes from the command line (another process, the same store file).
-    const cli = Store.open(join(dir, 'broker.db'));
+    const cli = Store.open(outage.dbPath);
     expect(cli.revoke(keyid, Date.now())).toBe(true);
     cli.close();
     open();

@@ -11,7 +11,7 @@ import type { Logger } from '../src/broker/context.ts';
 import { listCommand } from '../src/cli/list.ts';
 import { processIo, type Io } from '../src/cli/io.ts';
 import { startEntra, type Entra } from './support/entra.ts';
-import { connectOverHttp, freePort, initHome, newHome, run, serve, type Served } from './support/binary.ts';
+import { LOOPBACK_CALLBACK, configuredHome, connectOverHttp, run, serve, type Served } from './support/binary.ts';
 import { expireCachedToken, PASSCODE, PUBLIC_URL, startHarness, type Harness } from './support/harness.ts';
 
 const DAY = 86_400_000;
@@ -166,33 +166,6 @@ describe('the app is misconfigured', () => {
   });
 });
 
-/**
- * Attempts that fit in BUDGET_MS with the broker's back-off (250 ms, 1 s, 3 s): three fast
- * failures, or two hangs (each cut at 0.8 × TIMEOUT_MS while waiting for headers).
- */
-const MAX_ATTEMPTS = 3;
-
-/**
- * Canned failures the broker did not use would hit the next test: spend them on
- * throw-away requests (the fixture has no "clear") until the provider itself answers.
- */
-async function drainFailures(): Promise<void> {
-  for (let i = 0; i < 2 * MAX_ATTEMPTS; i++) {
-    try {
-      const res = await fetch(h.entra.tokenUrl(), {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: 'drain', client_id: h.entra.clientId, client_secret: h.entra.clientSecret }),
-        signal: AbortSignal.timeout(300),
-      });
-      const body = (await res.json().catch(() => ({}))) as { error?: string };
-      if (res.status === 400 && body.error === 'invalid_grant') return; // the provider's own answer: queue empty
-    } catch {
-      // a canned hang, now spent
-    }
-  }
-  throw new Error('the fixture still has canned failures queued');
-}
 
 describe('Microsoft fails for a while', () => {
   /** Connects and moves the clock so the token has `leftMs` of life (a refresh is due at 5 minutes). */
@@ -229,6 +202,8 @@ describe('Microsoft fails for a while', () => {
     expect(h.entra.stats().reuseDetected).toBe(0);
   });
 
+  // Attempts that fit the budget with the broker's back-off (250 ms, 1 s, 3 s): three fast
+  // failures, or two hangs (each cut at 0.8 × the per-call timeout while waiting for headers).
   it.each([
     ['503s', 3, { status: 503, body: entraError('temporarily_unavailable', [90000]) }],
     ['a hang', 2, { hang: true }],
@@ -237,7 +212,8 @@ describe('Microsoft fails for a while', () => {
     h.entra.failNext(attempts, failure);
     const res = await h.refresh(c.authid);
     const stats = h.entra.stats();
-    await drainFailures();
+    // Canned failures the broker did not use would hit the next test.
+    h.entra.failNext(0, {});
     expect(res.status).toBe(200);
     const body = (await res.json()) as { access_token: string; expires: number };
     expect(body.access_token).toBe(c.token);
@@ -256,7 +232,8 @@ describe('Microsoft fails for a while', () => {
     h.entra.failNext(attempts, failure);
     const e = await errorOf(await h.refresh(c.authid));
     const stats = h.entra.stats();
-    await drainFailures();
+    // Canned failures the broker did not use would hit the next test.
+    h.entra.failNext(0, {});
     expect(e.status).toBe(status);
     expect(e.status).not.toBe(503);
     expect(e.json.error).toBe(code);
@@ -420,11 +397,8 @@ describe('through the binary', () => {
   const secretExpires = new Date(Date.now() + 10 * DAY).toISOString().slice(0, 10);
 
   beforeAll(async () => {
-    entra = await startEntra({ acceptRedirectUri: (u) => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(u) });
-    home = newHome();
-    const port = await freePort();
-    const init = await initHome({ home, clientId: entra.clientId, clientSecret: entra.clientSecret, authority: entra.authority, port, passcode: BIN_PASSCODE });
-    expect(init.code, init.stderr).toBe(0);
+    entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
+    ({ home } = await configuredHome(entra, BIN_PASSCODE));
     // Running init again adds the secret's expiry and keeps the rest.
     const again = await run(['init', '--non-interactive', '--secret-expires', secretExpires], { BROKER_HOME: home });
     expect(again.code, again.stderr).toBe(0);

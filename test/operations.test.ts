@@ -7,24 +7,20 @@ import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BINARY, connectOverHttp, freePort, initHome, newHome, run, serve } from './support/binary.ts';
+import { BINARY, LOOPBACK_CALLBACK, configuredHome, connectOverHttp, freePort, newHome, run, serve } from './support/binary.ts';
 import { startEntra, type Entra } from './support/entra.ts';
 
 const PASSCODE = 'operations-passcode';
 let entra: Entra;
 beforeAll(async () => {
-  entra = await startEntra({ acceptRedirectUri: (u) => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(u) });
+  entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
 });
 afterAll(async () => {
   await entra?.close();
 });
 
-async function configured(): Promise<{ home: string; port: number }> {
-  const home = newHome();
-  const port = await freePort();
-  const r = await initHome({ home, clientId: entra.clientId, clientSecret: entra.clientSecret, authority: entra.authority, port, passcode: PASSCODE });
-  expect(r.code, r.stderr).toBe(0);
-  return { home, port };
+function configured(): Promise<{ home: string; port: number }> {
+  return configuredHome(entra, PASSCODE);
 }
 
 describe('broker connect (no browser on this machine)', () => {

@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSettings } from '../src/config/settings.ts';
 import { startEntra, type Entra } from './support/entra.ts';
-import { BINARY, connectOverHttp, freePort, initHome, newHome, run, serve } from './support/binary.ts';
+import { BINARY, LOOPBACK_CALLBACK, configuredHome, connectOverHttp, newHome, run, serve } from './support/binary.ts';
 
 const CLIENT_ID = '11111111-2222-3333-4444-555555555555';
 const SECRET = 'abc~service-test-secret';
@@ -209,17 +209,14 @@ describe('the app secret from a systemd credential ($CREDENTIALS_DIRECTORY/clien
   describe('with the compiled binary against the local provider', () => {
     let entra: Entra;
     beforeAll(async () => {
-      entra = await startEntra({ acceptRedirectUri: (u) => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(u) });
+      entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
     });
     afterAll(async () => {
       await entra?.close();
     });
 
     it('serve starts with no secret in settings.json, and Microsoft accepts the secret from the credential', async () => {
-      const home = newHome();
-      const port = await freePort();
-      const init = await initHome({ home, clientId: entra.clientId, clientSecret: entra.clientSecret, authority: entra.authority, port, passcode: 'service-passcode' });
-      expect(init.code, init.stderr).toBe(0);
+      const { home } = await configuredHome(entra, 'service-passcode');
       const file = join(home, 'settings.json');
       const s = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
       delete s.clientSecret;

@@ -85,6 +85,22 @@ export async function initHome(p: {
   );
 }
 
+/** The broker's redirect URI on any loopback port: tests start the provider before they know the broker's port. */
+export const LOOPBACK_CALLBACK = (uri: string): boolean => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(uri);
+
+/** `broker init` against the provider on a free port, in a new BROKER_HOME (or the one given); throws if init fails. */
+export async function configuredHome(
+  provider: { clientId: string; clientSecret: string; authority: string },
+  passcode: string,
+  opts: { home?: string; allowedOrigins?: string[] } = {},
+): Promise<{ home: string; port: number }> {
+  const home = opts.home ?? newHome();
+  const port = await freePort();
+  const r = await initHome({ home, clientId: provider.clientId, clientSecret: provider.clientSecret, authority: provider.authority, port, passcode, allowedOrigins: opts.allowedOrigins });
+  if (r.code !== 0) throw new Error(`broker init exited ${r.code}:\n${r.stderr}`);
+  return { home, port };
+}
+
 export interface Served {
   child: ChildProcess;
   url: string;

@@ -11,6 +11,7 @@ import { silentLogger, type BrokerConfig, type Logger } from '../../src/broker/c
 import { hashPasscode } from '../../src/broker/passcode.ts';
 import { loadSodium } from '../../src/crypto/sodium.ts';
 import { createApp } from '../../src/http/app.ts';
+import type { Fetch } from '../../src/oauth/token-endpoint.ts';
 import { Store } from '../../src/store/store.ts';
 import { startEntra, type Entra } from './entra.ts';
 
@@ -34,6 +35,8 @@ export interface HarnessOptions {
   config?: Partial<BrokerConfig>;
   /** Where the broker's log events go (default: nowhere). */
   log?: Logger;
+  /** The network (default: the real one), e.g. to hold or fail a chosen request. */
+  fetch?: Fetch;
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
@@ -57,7 +60,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     },
     store,
     sodium: await loadSodium(),
-    fetch: globalThis.fetch,
+    fetch: opts.fetch ?? globalThis.fetch,
     now,
     log: opts.log ?? silentLogger,
   });
