@@ -1,6 +1,6 @@
 import { secretWarning } from '../broker/lifecycle.ts';
 import { brokerHome } from '../config/home.ts';
-import { LOOPBACK_HOSTS, readSettings, validateListen, type Settings } from '../config/settings.ts';
+import { isPlainHttpBeyondLocalhost, readSettings, validateListen, type Settings } from '../config/settings.ts';
 import { BrokerError } from '../errors.ts';
 import { makeLogger, type LogFormat } from '../log.ts';
 import { startServer, type RunningServer } from '../server.ts';
@@ -31,8 +31,7 @@ export function parseListen(v: string, flag = '--listen'): { hostname: string; p
  * passcode sent over plain http to another machine can be read on the way.
  */
 export function checkPublicUrl(s: Pick<Settings, 'publicUrl' | 'insecureHttp'>, insecureFlag: boolean): void {
-  const u = new URL(s.publicUrl);
-  if (u.protocol === 'http:' && !LOOPBACK_HOSTS.has(u.hostname) && !insecureFlag && !s.insecureHttp) {
+  if (isPlainHttpBeyondLocalhost(new URL(s.publicUrl)) && !insecureFlag && !s.insecureHttp) {
     throw new BrokerError('config_invalid', `The public URL ${s.publicUrl} is plain http on a host other than localhost.`, {
       hint: 'Microsoft only accepts http redirect URIs for localhost, and AuthIDs would cross the network unencrypted. Use https (--tls-cert/--tls-key or a reverse proxy), or pass --insecure-http if you really mean it.',
     });

@@ -62,6 +62,11 @@ export function validateTenant(v: string): string | null {
 /** Hosts Microsoft accepts in http:// redirect URIs (IPv6 [::1] is not supported there). */
 export const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['localhost', '127.0.0.1']);
 
+/** A public URL Microsoft refuses as a redirect base (http:// elsewhere than localhost), and on which AuthIDs cross the network readable. */
+export function isPlainHttpBeyondLocalhost(u: URL): boolean {
+  return u.protocol === 'http:' && !LOOPBACK_HOSTS.has(u.hostname);
+}
+
 export function validateHttpUrl(v: string, what: 'public-url' | 'authority', opts: { allowInsecureHttp?: boolean } = {}): string | null {
   let u: URL;
   try {
@@ -80,7 +85,7 @@ export function validateHttpUrl(v: string, what: 'public-url' | 'authority', opt
     return 'must use https:// (the app secret is sent there); http:// only for a local test provider on localhost or 127.x.x.x';
   }
   // The redirect URI is {public-url}/logged-in, and Microsoft refuses http:// ones except on localhost.
-  if (what === 'public-url' && u.protocol === 'http:' && !LOOPBACK_HOSTS.has(u.hostname) && !opts.allowInsecureHttp) {
+  if (what === 'public-url' && isPlainHttpBeyondLocalhost(u) && !opts.allowInsecureHttp) {
     return 'must use HTTPS: Microsoft accepts http:// redirect URIs only for localhost (localhost and 127.0.0.1 are allowed); use an https:// URL (e.g. behind a reverse proxy), or keep http://localhost:PORT and connect with `broker connect` or an SSH tunnel';
   }
   return null;
