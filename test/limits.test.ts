@@ -200,18 +200,26 @@ describe('X-Forwarded-For and the AuthID limit (binary)', () => {
 
   it('without --trust-proxy, a spoofed X-Forwarded-For on every request does not escape the limit', async () => {
     served = await serve(home);
-    const statuses = await wrongAuthIds(served.url, 22);
+    let statuses: number[];
+    try {
+      statuses = await wrongAuthIds(served.url, 22);
+    } finally {
+      expect(await served.stop()).toBe(0);
+      served = undefined;
+    }
     expect(statuses.slice(0, 19)).toEqual(Array(19).fill(401));
     expect(statuses.slice(19)).toEqual([429, 429, 429]);
-    expect(await served.stop()).toBe(0);
-    served = undefined;
   });
 
   it('with --trust-proxy (a proxy on this machine), each forwarded address is counted on its own', async () => {
     served = await serve(home, {}, ['--trust-proxy']);
-    const statuses = await wrongAuthIds(served.url, 22);
+    let statuses: number[];
+    try {
+      statuses = await wrongAuthIds(served.url, 22);
+    } finally {
+      expect(await served.stop()).toBe(0);
+      served = undefined;
+    }
     expect(statuses).toEqual(Array(22).fill(401));
-    expect(await served.stop()).toBe(0);
-    served = undefined;
   });
 });
