@@ -8,9 +8,11 @@ import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PASSCODE_MAX_LENGTH, PASSCODE_MIN_LENGTH } from '../src/broker/passcode.ts';
 import { initCommand } from '../src/cli/init.ts';
 import { processIo, type Io } from '../src/cli/io.ts';
 import { readSettings, validateHttpUrl } from '../src/config/settings.ts';
+import type { BrokerError } from '../src/errors.ts';
 import { Store } from '../src/store/store.ts';
 import { PASSCODE, PUBLIC_URL, startHarness, type Harness } from './support/harness.ts';
 
@@ -154,24 +156,38 @@ describe('the app secret is never sent to a plain-http authority', () => {
 
 // ---------------------------------------------------------------------------
 describe('init and the form agree on the passcode\'s length', () => {
-  it('init either refuses a 300-character passcode, or /login accepts it', async () => {
-    const long = 'x'.repeat(300);
+  const initWith = async (passcode: string) => {
     const home = join(mkdtempSync(join(tmpdir(), 'broker-review-init-')), 'home');
     const io: Io = { ...processIo(), out: () => {}, err: () => {}, env: { BROKER_HOME: home, BROKER_CLIENT_SECRET: 'a-client-secret-value' }, isTTY: false };
-    let refused = false;
-    try {
-      await initCommand({ nonInteractive: true, clientId: '00000000-0000-0000-0000-000000000001', passcode: long }, io);
-    } catch {
-      refused = true;
-    }
-    if (refused) return;
-    const { passcodeHash } = readSettings(home);
+    await initCommand({ nonInteractive: true, clientId: '00000000-0000-0000-0000-000000000001', passcode }, io);
+    return home;
+  };
+
+  it(`a passcode of exactly ${PASSCODE_MAX_LENGTH} characters: init takes it and the start page's form accepts it`, async () => {
+    // Varied characters, so that a form that cut it short could not match by accident.
+    const longest = Array.from({ length: PASSCODE_MAX_LENGTH }, (_, i) => 'abcdefghij0123456789-_ '[i % 23]).join('');
+    expect(longest.length).toBe(PASSCODE_MAX_LENGTH);
+    const { passcodeHash } = readSettings(await initWith(longest));
+    expect(passcodeHash).toBeTruthy();
     const hh = await startHarness({ config: { passcodeHash: passcodeHash! } });
     try {
-      const res = await hh.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: long })), { address: '192.0.2.5' });
-      expect(res.status).toBe(302);
+      const res = await hh.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: longest })), { address: '192.0.2.5' });
+      expect(res.status, res.headers.get('x-reason') ?? '').toBe(302);
+      expect(res.headers.get('location')).toMatch(/\/oauth2\/v2\.0\/authorize\?/);
+      // The same passcode one character short is wrong, as any other.
+      const short = await hh.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: longest.slice(0, -1) })), { address: '192.0.2.6' });
+      expect(short.status).toBe(403);
     } finally {
       await hh.close();
     }
+  });
+
+  it(`one character more (${PASSCODE_MAX_LENGTH + 1}) is refused by init, naming the range`, async () => {
+    const err = await initWith('y'.repeat(PASSCODE_MAX_LENGTH + 1)).then(
+      () => undefined,
+      (e: unknown) => e as BrokerError,
+    );
+    expect(err?.code).toBe('usage');
+    expect(err?.message).toBe(`The passcode must be ${PASSCODE_MIN_LENGTH} to ${PASSCODE_MAX_LENGTH} characters.`);
   });
 });
