@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEntra, type Entra } from './support/entra.ts';
 import { LOOPBACK_CALLBACK, configuredHome, connectOverHttp, newHome, run, serve, type Served } from './support/binary.ts';
 import { prng } from './support/prng.ts';
+import { unavailable } from './support/requires.ts';
 
 const PASSCODE = 'crash-passcode-1234';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -255,10 +256,9 @@ function fillDisk(path: string): number {
   return total;
 }
 
-const problem = mountProblem();
-if (problem) console.log(`skipping the disk-full and read-only tests: ${problem}`);
+const problem = unavailable('crash.test.ts', 'the disk-full and read-only tests (they need root to mount a tmpfs)', mountProblem());
 
-describe.skipIf(!!problem)('BROKER_HOME on a full or read-only file system', () => {
+describe.skipIf(problem)('BROKER_HOME on a full or read-only file system', () => {
   let mnt = '';
   let home = '';
   let isMounted = false;
