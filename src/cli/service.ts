@@ -203,7 +203,7 @@ function runSystemctl(mode: UnitMode, steps: string[][], io: Io, done: string): 
       problem = `\`${shown(args)}\` failed (exit ${r.status})${why ? `: ${why}` : ''}`;
     }
     if (problem) {
-      throw new BrokerError('internal', `${done}, but ${problem}.`, {
+      throw new BrokerError('service_manager_failed', `${done}, but ${problem}.`, {
         hint: `Run ${steps.length - i > 1 ? 'these' : 'this'} by hand${mode === 'system' ? ' (as root)' : ''}:\n${steps
           .slice(i)
           .map((a) => `  ${shown(a)}`)
