@@ -78,7 +78,7 @@ describe('broker doctor', () => {
     const { home } = await configured();
     const r = await run(['doctor'], { BROKER_HOME: home, BROKER_CLIENT_SECRET: 'not-the-secret' });
     expect(r.code).toBe(3);
-    expect(r.stdout).toMatch(/FAIL +app registration: the client secret is wrong/);
+    expect(r.stdout).toMatch(/FAIL +app registration: the app secret is wrong/);
     expect(r.stdout).toMatch(/fix: /);
     expect(r.stdout).not.toContain('not-the-secret');
   });
