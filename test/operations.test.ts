@@ -176,7 +176,7 @@ describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
     try {
       const second = await run(['serve'], { BROKER_HOME: home });
       expect(second.code).toBe(1);
-      expect(second.stderr).toMatch(/Cannot listen on .*EADDRINUSE/);
+      expect(second.stderr).toMatch(/broker: error: cannot listen on .*EADDRINUSE/);
     } finally {
       await first.stop();
     }

@@ -15,6 +15,7 @@ import { BrokerError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import { EXIT } from './exit-codes.ts';
 import type { Io } from './io.ts';
+import { sayWarning } from './voice.ts';
 
 export const UNIT_NAME = 'broker.service';
 export const CREDENTIAL_NAME = CLIENT_SECRET_CREDENTIAL;
@@ -239,7 +240,7 @@ export async function serviceInstall(flags: ServiceInstallFlags, io: Io): Promis
     if (!/^[a-z_][a-z0-9_-]*\$?$/i.test(user) || user.length > 32) throw new BrokerError('usage', `--user ${user} is not a valid user name.`);
     const account = lookupUser(user);
     if (!account && !flags.print) throw new BrokerError('usage', `There is no user ${user} on this machine.`, { hint: 'Create it first, or choose another with --user.' });
-    if (!account) io.err(`warning: there is no user ${user} on this machine; the unit is for another one.`);
+    if (!account) sayWarning(io, `there is no user ${user} on this machine; the unit is for another one`);
     group = account?.group;
     // sudo drops BROKER_HOME unless kept; then the service user's own default is the right folder.
     if (env.BROKER_HOME) home = resolve(env.BROKER_HOME);
@@ -252,7 +253,7 @@ export async function serviceInstall(flags: ServiceInstallFlags, io: Io): Promis
   if (['/tmp', '/var/tmp'].some((d) => under(home, d))) {
     const msg = `BROKER_HOME ${home} is under ${home.startsWith('/var/') ? '/var/tmp' : '/tmp'}, which the service does not see (PrivateTmp=yes) and which may be emptied.`;
     if (!flags.print) throw new BrokerError('usage', msg, { hint: 'Move it (e.g. to ~/.config/broker or /var/lib/broker) and set BROKER_HOME.' });
-    io.err(`warning: ${msg}`);
+    sayWarning(io, msg);
   }
 
   const exec = flags.binary ? [checkUnitPath('--binary', resolve(flags.binary))] : runningBroker().map((p) => checkUnitPath('The broker binary', p));
@@ -268,11 +269,11 @@ export async function serviceInstall(flags: ServiceInstallFlags, io: Io): Promis
   if (!settingsExist(home)) {
     const msg = `No settings in ${home} yet: the service would stop at once with exit code 3.`;
     if (!flags.print) throw new BrokerError('config_missing', msg, { hint: `Run \`broker init\`${mode === 'system' ? ` as ${user}` : ''} first (or set BROKER_HOME).` });
-    io.err(`warning: ${msg} Run \`broker init\` first.`);
+    sayWarning(io, `${msg} Run \`broker init\` first.`);
   } else if (mode === 'system' && user) {
     const owner = statSync(home).uid;
     const account = lookupUser(user);
-    if (account && owner !== account.uid) io.err(`warning: ${home} does not belong to ${user}; the service needs to write it (chown -R ${user}: ${home}).`);
+    if (account && owner !== account.uid) sayWarning(io, `${home} does not belong to ${user}; the service needs to write it (chown -R ${user}: ${home})`);
   }
 
   if (flags.print) {
