@@ -13,7 +13,6 @@ import {
   validateListen,
   validateOrigin,
   validateSettings,
-  validateTenant,
   writeSettings,
   type Settings,
 } from '../config/settings.ts';
@@ -144,7 +143,7 @@ export async function initCommand(flags: InitOptions, io: Io): Promise<void> {
   if (newPasscode) {
     io.out(`Connect passcode (shown once; needed to create connections): ${newPasscode}`);
   }
-  io.out('Next: `broker serve` (or `broker service install` to run it as a service), then open ' + `${next.publicUrl}/` + ' to connect OneDrive.');
+  io.out(`Next: \`broker serve\` (or \`broker service install\` to run it as a service), then open ${next.publicUrl}/ to connect OneDrive.`);
 }
 
 /** The wizard. Every question starts from the flag, the old answer, or the right default for a personal OneDrive. */

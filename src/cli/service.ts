@@ -133,6 +133,7 @@ export interface ServiceInstallFlags {
 /** Paths go into the unit unquoted: refuse what would need quoting rather than risk a misread unit. */
 function checkUnitPath(what: string, p: string): string {
   if (!isAbsolute(p)) throw new BrokerError('usage', `${what} must be an absolute path (got ${p}).`);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this rejects.
   if (/[\s"'\\\x00-\x1f\x7f]/.test(p)) {
     throw new BrokerError('usage', `${what} ${p} contains a space, quote, backslash or control character, which a systemd unit cannot take unquoted.`, {
       hint: 'Use a path without them (a symlink will do).',
@@ -184,7 +185,7 @@ function lookupUser(name: string): Account | null {
 }
 
 /** The commands, and what to tell a person when they cannot be run for them. */
-function runSystemctl(mode: UnitMode, steps: string[][], io: Io, done: string): void {
+function runSystemctl(mode: UnitMode, steps: string[][], done: string): void {
   const base = mode === 'user' ? ['--user'] : [];
   const shown = (args: string[]) => ['systemctl', ...base, ...args].join(' ');
   for (const [i, args] of steps.entries()) {
@@ -294,7 +295,7 @@ export async function serviceInstall(flags: ServiceInstallFlags, io: Io): Promis
     });
   }
   io.out(`Wrote ${unitPath} (ExecStart=${exec.join(' ')} serve, BROKER_HOME=${home}).`);
-  runSystemctl(mode, [['daemon-reload'], ['enable', '--now', UNIT_NAME]], io, `Wrote ${unitPath}`);
+  runSystemctl(mode, [['daemon-reload'], ['enable', '--now', UNIT_NAME]], `Wrote ${unitPath}`);
   const ctl = mode === 'user' ? 'systemctl --user' : 'systemctl';
   io.out(`Enabled and started broker.service. Status: \`${ctl} status broker\`; logs: \`journalctl${mode === 'user' ? ' --user' : ''} -u broker\`.`);
   io.out(`If it was already running, \`${ctl} restart broker\` applies the new unit.`);
@@ -312,7 +313,7 @@ export async function serviceUninstall(flags: { system?: boolean }, io: Io): Pro
   // systemctl cannot do it the file stays, and the person gets all three steps.
   const base = mode === 'user' ? 'systemctl --user' : 'systemctl';
   try {
-    runSystemctl(mode, [['disable', '--now', UNIT_NAME]], io, 'Nothing was removed');
+    runSystemctl(mode, [['disable', '--now', UNIT_NAME]], 'Nothing was removed');
   } catch (e) {
     const b = e as BrokerError;
     throw new BrokerError(b.code, b.message, {
@@ -330,7 +331,7 @@ export async function serviceUninstall(flags: { system?: boolean }, io: Io): Pro
     });
   }
   io.out(`Removed ${unitPath}.`);
-  runSystemctl(mode, [['daemon-reload']], io, `Stopped the service and removed ${unitPath}`);
+  runSystemctl(mode, [['daemon-reload']], `Stopped the service and removed ${unitPath}`);
   io.out('Stopped and disabled broker.service. The settings and connections in BROKER_HOME are untouched.');
 }
 
