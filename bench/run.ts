@@ -29,6 +29,25 @@ import type { LoadResult, LoadSpec } from './load.ts';
 import { realisticGrant, seedStore } from './seed.ts';
 import pkg from '../package.json' with { type: 'json' };
 
+const USAGE = `usage: bun bench/run.ts [--only seal]
+
+Measures the compiled dist/broker against baselines (about a minute; builds it
+first if it is older than src/), prints the table and writes
+bench/results/latest.json. --only seal runs row 6 alone, in process, in seconds
+(bench/results/seal.json). Environment: BENCH_ROUNDS, BENCH_QUICK=1, BENCH_KEEP=1,
+BENCH_STRICT=1, BENCH_BINARY=path (see the top of bench/run.ts).
+`;
+const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const ONLY_SEAL = args.join(' ') === '--only seal';
+if (args.length && !ONLY_SEAL) {
+  process.stderr.write(USAGE);
+  process.exit(2);
+}
+
 const ROOT = resolve(import.meta.dirname, '..');
 const BENCH = join(ROOT, 'bench');
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -233,16 +252,50 @@ async function directRefresh(rt: { current: string }, via?: string): Promise<{ m
 
 // ---------------------------------------------------------------------------
 
+/** What the measurements share: the binary, both homes and their servers, the baseline, the logged-in connections. */
+interface Suite {
+  binary: string;
+  sodium: Awaited<ReturnType<typeof loadSodium>>;
+  entra: Entra;
+  A: Home;
+  B: Home;
+  /** Spawn-to-ready times per home, from measureReady. */
+  ready: Record<string, number[]>;
+  srvA: Running;
+  srvB: Running;
+  baseline: ChildProcess;
+  baselinePort: number;
+  /** AuthIDs with 1 h tokens (cache hits), one with 30 s tokens per home (refreshes), one with a 2 s token (the storm). */
+  hitA: string[];
+  hitB: string[];
+  refA: string;
+  refB: string;
+  stormA: string;
+  stormIssued: number;
+}
+
 async function main(): Promise<void> {
   const m = machine();
   log(`machine: ${m.cores} cores, ${m.cpuModel}, Bun ${m.bun}, load average ${m.loadavgStart.join(' ')}`);
-  const binary = ensureBinary();
   const sodium = await loadSodium();
+  if (!ONLY_SEAL) {
+    const suite = await setUp(sodium);
+    await measureStorm(suite);
+    const hit = await measureCacheHit(suite);
+    const refresh = await measureRefresh(suite);
+    measureScale(suite, hit, refresh);
+    await tearDown(suite);
+    await measureCli(suite.binary, suite.A);
+  }
+  measureSeal(sodium);
+  report(m);
+}
 
+/** Homes A = 10 connections (5 real logins + 5 seeded) and B = 100,000 (4 real + 99,996 seeded); #4c's start-up times; both servers and the baseline running. */
+async function setUp(sodium: Suite['sodium']): Promise<Suite> {
+  const binary = ensureBinary();
   entra = await startEntra({ acceptRedirectUri: (u) => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(u) });
   log(`provider at ${entra.authority}`);
-
-  // Homes: A = 10 connections (5 real logins + 5 seeded), B = 100,000 (4 real + 99,996 seeded).
   const A = await makeHome(binary, 'small');
   const B = await makeHome(binary, 'large');
   const seedA = await seedStore(join(A.dir, 'broker.db'), SMALL - 5, { sodium });
@@ -250,23 +303,11 @@ async function main(): Promise<void> {
   log(`seeded ${seedB.count} connections in ${seedB.ms} ms (${seedB.perSecond}/s, envelopes of ${seedB.envelopeBytes} bytes)`);
   details.seed = { small: seedA, large: seedB, dbBytesLarge: statSync(join(B.dir, 'broker.db')).size };
 
-  // --- #4 ready time: interleaved spawns of both stores
-  const ready: Record<string, number[]> = { small: [], large: [] };
-  // One unmeasured start each: the first read of a fresh 100 MB binary is a page-cache effect, not start-up.
-  for (const h of [A, B]) await stopChild((await serve(binary, h)).child);
-  for (let r = 0; r < ROUNDS; r++) {
-    for (const h of r % 2 ? [B, A] : [A, B]) {
-      const s = await serve(binary, h);
-      ready[h.name]!.push(s.readyMs);
-      await stopChild(s.child);
-    }
-  }
-  log(`ready: small ${ready.small!.map((v) => round(v, 1)).join(', ')} ms; large ${ready.large!.map((v) => round(v, 1)).join(', ')} ms`);
-
+  const ready = await measureReady(binary, A, B);
   const srvA = await serve(binary, A);
   const srvB = await serve(binary, B);
 
-  // --- real logins
+  // Real logins, each with the token lifetime its measurement needs.
   entra.setAccessTokenTtl(3600);
   const hitA = [await login(A), await login(A), await login(A)];
   const hitB = [await login(B), await login(B), await login(B)];
@@ -282,8 +323,36 @@ async function main(): Promise<void> {
   const baseline = spawn(process.execPath, [join(BENCH, 'baseline-server.ts'), entra.tokenUrl()], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(baseline);
   const baselinePort = (JSON.parse(await firstLine(baseline, 15_000, 'baseline-server')) as { port: number }).port;
+  return { binary, sodium, entra, A, B, ready, srvA, srvB, baseline, baselinePort, hitA, hitB, refA, refB, stormA, stormIssued };
+}
 
-  // --- #3 500 concurrent /refresh for one connection whose (2 s) token has just expired; Microsoft then issues 1 h tokens
+async function tearDown(s: Suite): Promise<void> {
+  await stopChild(s.srvA.child);
+  await stopChild(s.srvB.child);
+  await stopChild(s.baseline);
+  await s.entra.close();
+  entra = undefined;
+}
+
+/** #4c: spawn to ready, both stores interleaved. */
+async function measureReady(binary: string, A: Home, B: Home): Promise<Record<string, number[]>> {
+  const ready: Record<string, number[]> = { small: [], large: [] };
+  // One unmeasured start each: the first read of a fresh 100 MB binary is a page-cache effect, not start-up.
+  for (const h of [A, B]) await stopChild((await serve(binary, h)).child);
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const h of r % 2 ? [B, A] : [A, B]) {
+      const s = await serve(binary, h);
+      ready[h.name]!.push(s.readyMs);
+      await stopChild(s.child);
+    }
+  }
+  log(`ready: small ${ready.small!.map((v) => round(v, 1)).join(', ')} ms; large ${ready.large!.map((v) => round(v, 1)).join(', ')} ms`);
+  details.ready = ready;
+  return ready;
+}
+
+/** #3: 500 concurrent /refresh for one connection whose (2 s) token has just expired; Microsoft then issues 1 h tokens. */
+async function measureStorm({ entra, A, stormA, stormIssued }: Suite): Promise<void> {
   const waitFor = stormIssued + 2500 - Date.now();
   if (waitFor > 0) await sleep(waitFor);
   const before = entra.stats();
@@ -299,34 +368,38 @@ async function main(): Promise<void> {
   });
   details.storm = { ...storm, bodies: undefined, upstreamCalls, distinctTokens: tokens.size, lastMs: storm.latencyMs.max };
   log(`storm: ${ok200}/${STORM} ok, ${upstreamCalls} upstream calls, all answered within ${storm.latencyMs.max} ms`);
+}
 
-  // --- #1 and #4 (cache hit): baseline, small store and large store, interleaved, rotating order
-  for (const [url, ids] of [[A.url, hitA], [B.url, hitB]] as const) {
+type Side = 'baseline' | 'small' | 'large';
+
+/** #1 (and the data of #4a): cache hits on the baseline, the small and the large store, interleaved in rotating order. */
+async function measureCacheHit(s: Suite): Promise<Record<Side, LoadResult[]>> {
+  for (const [url, ids] of [[s.A.url, s.hitA], [s.B.url, s.hitB]] as const) {
     for (const id of ids) {
       const r = await getRefresh(url, id);
       if (r.status !== 200) throw new Error(`warm-up /refresh answered ${r.status}`);
     }
   }
-  const hit: Record<'baseline' | 'small' | 'large', LoadResult[]> = { baseline: [], small: [], large: [] };
+  const hit: Record<Side, LoadResult[]> = { baseline: [], small: [], large: [] };
   const subjects = [
-    { name: 'baseline' as const, port: baselinePort, ids: [] as string[], pid: baseline.pid! },
-    { name: 'small' as const, port: A.port, ids: hitA, pid: srvA.child.pid! },
-    { name: 'large' as const, port: B.port, ids: hitB, pid: srvB.child.pid! },
+    { name: 'baseline' as const, port: s.baselinePort, ids: [] as string[], pid: s.baseline.pid! },
+    { name: 'small' as const, port: s.A.port, ids: s.hitA, pid: s.srvA.child.pid! },
+    { name: 'large' as const, port: s.B.port, ids: s.hitB, pid: s.srvB.child.pid! },
   ];
   /** Server CPU time per request (all threads), a scheduler-independent cost next to requests/s. */
-  const cpuPerReq: Record<'baseline' | 'small' | 'large', number[]> = { baseline: [], small: [], large: [] };
+  const cpuPerReq: Record<Side, number[]> = { baseline: [], small: [], large: [] };
   for (let r = 0; r < ROUNDS; r++) {
     for (let k = 0; k < subjects.length; k++) {
-      const s = subjects[(k + r) % subjects.length]!;
-      const cpu0 = cpuMs(s.pid);
+      const sub = subjects[(k + r) % subjects.length]!;
+      const cpu0 = cpuMs(sub.pid);
       const res = await load({
-        mode: 'closed', port: s.port, path: '/refresh', connections: CONNECTIONS, warmupMs: WARMUP_MS, durationMs: LOAD_MS,
-        headerSets: s.ids.map((id) => ({ 'X-AuthID': id })), hardTimeoutMs: 20_000,
+        mode: 'closed', port: sub.port, path: '/refresh', connections: CONNECTIONS, warmupMs: WARMUP_MS, durationMs: LOAD_MS,
+        headerSets: sub.ids.map((id) => ({ 'X-AuthID': id })), hardTimeoutMs: 20_000,
       });
-      hit[s.name].push(res);
-      cpuPerReq[s.name].push(((cpuMs(s.pid) - cpu0) * 1000) / res.totalRequests);
+      hit[sub.name].push(res);
+      cpuPerReq[sub.name].push(((cpuMs(sub.pid) - cpu0) * 1000) / res.totalRequests);
     }
-    log(`cache-hit round ${r + 1}: ${subjects.map((s) => `${s.name} ${hit[s.name].at(-1)!.rps}/s p99 ${hit[s.name].at(-1)!.latencyMs.p99} ms ${round(cpuPerReq[s.name].at(-1)!, 1)} µs CPU/req`).join('; ')}`);
+    log(`cache-hit round ${r + 1}: ${subjects.map((sub) => `${sub.name} ${hit[sub.name].at(-1)!.rps}/s p99 ${hit[sub.name].at(-1)!.latencyMs.p99} ms ${round(cpuPerReq[sub.name].at(-1)!, 1)} µs CPU/req`).join('; ')}`);
   }
   const errorsHit = [...hit.small, ...hit.large, ...hit.baseline].reduce((a, r) => a + r.errors, 0);
   const rpsRatio = median(hit.small.map((r, i) => r.rps / hit.baseline[i]!.rps));
@@ -347,8 +420,16 @@ async function main(): Promise<void> {
     id: '1c', measurement: '/refresh cache hit: server CPU time per request',
     baseline: `${round(cpuBase, 1)} µs`, subject: `${round(cpuSmall, 1)} µs`, ratio: x(cpuSmall / cpuBase), target: '—', pass: null,
   });
+  details.cacheHit = hit;
+  details.cpuMicrosPerRequest = cpuPerReq;
+  return hit;
+}
 
-  // --- #2 and #4 (refresh): direct to the provider vs through each broker, interleaved
+type RefreshRound = { direct: number[]; relay: number[]; small: number[]; large: number[] };
+
+/** #2 (and the data of #4b): direct to the provider, through a bare relay, and through each broker, interleaved. */
+async function measureRefresh(s: Suite): Promise<RefreshRound[]> {
+  const { entra, A, B, refA, refB } = s;
   entra.setAccessTokenTtl(30);
   const rt = await ownRefreshToken(`${A.url}/logged-in`);
   for (const [url, id] of [[A.url, refA], [B.url, refB]] as const) {
@@ -358,13 +439,13 @@ async function main(): Promise<void> {
     }
   }
   for (let i = 0; i < 3; i++) await directRefresh(rt);
-  const relayUrl = `http://127.0.0.1:${baselinePort}/relay`;
+  const relayUrl = `http://127.0.0.1:${s.baselinePort}/relay`;
   for (let i = 0; i < 3; i++) await directRefresh(rt, relayUrl);
-  const refreshRounds: { direct: number[]; relay: number[]; small: number[]; large: number[] }[] = [];
+  const refreshRounds: RefreshRound[] = [];
   const s0 = entra.stats();
   let refreshErrors = 0;
   for (let r = 0; r < ROUNDS; r++) {
-    const round_ = { direct: [] as number[], relay: [] as number[], small: [] as number[], large: [] as number[] };
+    const round_: RefreshRound = { direct: [], relay: [], small: [], large: [] };
     for (let i = 0; i < REFRESH_ITER; i++) {
       const order = (['direct', 'relay', 'small', 'large'] as const).map((_, k, a) => a[(k + i + r) % 4]!);
       for (const which of order) {
@@ -400,8 +481,11 @@ async function main(): Promise<void> {
     baseline: `+${ms(relayAdded)} relay`, subject: `+${ms(oursAdded)} beyond relay`, ratio: '—', target: '—', pass: null,
   });
   details.refresh = { rounds: refreshRounds.map((r) => ({ direct: median(r.direct), relay: median(r.relay), small: median(r.small), large: median(r.large) })), relayAddedMs: relayAdded, brokerBeyondRelayMs: oursAdded, addedSmallMs: added, addedLargeMs: addedLarge, upstreamDuring, expectedUpstream, refreshErrors };
+  return refreshRounds;
+}
 
-  // --- #4: 100,000 vs 10 connections
+/** #4: the 100,000-connection store against the 10-connection one, from the rounds above, plus memory. */
+function measureScale(s: Suite, hit: Record<Side, LoadResult[]>, refreshRounds: RefreshRound[]): void {
   const hitLatRatio = median(hit.large.map((r, i) => r.latencyMs.p50 / hit.small[i]!.latencyMs.p50));
   const hitRpsRatio = median(hit.large.map((r, i) => r.rps / hit.small[i]!.rps));
   rows.push({
@@ -409,36 +493,31 @@ async function main(): Promise<void> {
     baseline: `${ms(median(hit.small.map((r) => r.latencyMs.p50)))} (10 conns)`, subject: ms(median(hit.large.map((r) => r.latencyMs.p50))),
     ratio: `${x(hitLatRatio)} (req/s ${x(hitRpsRatio)})`, target: '≤ 1.25×', pass: hitLatRatio <= 1.25,
   });
+  const smallMed = median(refreshRounds.map((r) => median(r.small)));
+  const addedLarge = median(refreshRounds.map((r) => median(r.large) - median(r.direct)));
   const refRatio = median(refreshRounds.map((r) => median(r.large) / median(r.small)));
   rows.push({
     id: '4b', measurement: '100k store: refresh latency (median)',
     baseline: `${ms(smallMed)} (10 conns)`, subject: `${ms(median(refreshRounds.map((r) => median(r.large))))} (+${ms(addedLarge)})`,
     ratio: x(refRatio), target: '≤ 1.25×', pass: refRatio <= 1.25,
   });
-  const readySmall = median(ready.small!);
-  const readyLarge = median(ready.large!);
+  const readySmall = median(s.ready.small!);
+  const readyLarge = median(s.ready.large!);
   rows.push({
     id: '4c', measurement: '100k store: `serve` ready (spawn → /healthz)',
     baseline: `${ms(readySmall)} (10 conns)`, subject: ms(readyLarge), ratio: x(readyLarge / readySmall), target: '≤ 300 ms', pass: readyLarge <= 300,
   });
-  const memA = rssMiB(srvA.child.pid!);
-  const memB = rssMiB(srvB.child.pid!);
+  const memA = rssMiB(s.srvA.child.pid!);
+  const memB = rssMiB(s.srvB.child.pid!);
   rows.push({
     id: '4d', measurement: '100k store: RSS after the load',
     baseline: `${memA.rss} MB (10 conns)`, subject: `${memB.rss} MB (peak ${memB.hwm}; anon ${memB.anon})`, ratio: x(memB.rss / memA.rss), target: '≤ 150 MB', pass: memB.rss <= 150,
   });
-  details.ready = ready;
   details.memoryMiB = { small: memA, large: memB };
-  details.cacheHit = hit;
-  details.cpuMicrosPerRequest = cpuPerReq;
+}
 
-  await stopChild(srvA.child);
-  await stopChild(srvB.child);
-  await stopChild(baseline);
-  await entra.close();
-  entra = undefined;
-
-  // --- #5 CLI start-up against a compiled hello-world
+/** #5: CLI start-up against a compiled hello-world, interleaved. */
+async function measureCli(binary: string, A: Home): Promise<void> {
   const helloDir = join(work, 'hello');
   mkdirSync(helloDir);
   writeFileSync(join(helloDir, 'hello.ts'), "console.log('hello');\n");
@@ -470,8 +549,10 @@ async function main(): Promise<void> {
     ratio: x(listMed / helloMed), target: '—', pass: cliErrors === 0 ? null : false,
   });
   details.cli = { medians: { hello: helloMed, version: versionMed, list: listMed }, p90: { hello: quantile(cli.hello, 0.9), version: quantile(cli.version, 0.9), list: quantile(cli.list, 0.9) }, samples: cli };
+}
 
-  // --- #6 sealing: seal + open of one realistic record, in process
+/** #6: seal + open of one realistic record, in process. */
+function measureSeal(sodium: Suite['sodium']): void {
   const { parsed } = generateAuthId((n) => sodium.randombytes_buf(n));
   const keys = deriveKeys(sodium, parsed);
   const grant = realisticGrant(Date.now());
@@ -494,8 +575,9 @@ async function main(): Promise<void> {
     ratio: '—', target: '≥ 50,000/s', pass: sealMed >= 50_000,
   });
   details.seal = { recordBytes, perSecond: perSecond.map(Math.round) };
+}
 
-  // --- report
+function report(m: ReturnType<typeof machine>): void {
   m.loadavgEnd = loadavg().map((v) => round(v, 2));
   rows.sort((p, q) => p.id.localeCompare(q.id, 'en', { numeric: true }));
   const table = formatTable(rows);
@@ -505,8 +587,8 @@ async function main(): Promise<void> {
   const resultsDir = join(BENCH, 'results');
   mkdirSync(resultsDir, { recursive: true });
   const out = { date: new Date().toISOString(), machine: m, rounds: ROUNDS, quick: QUICK, durationS: round((performance.now() - T0) / 1000, 1), rows, details };
-  writeFileSync(join(resultsDir, 'latest.json'), `${JSON.stringify(out, null, 2)}\n`);
-  process.stdout.write(`\nwrote bench/results/latest.json (${out.durationS} s)\n`);
+  writeFileSync(join(resultsDir, ONLY_SEAL ? 'seal.json' : 'latest.json'), `${JSON.stringify(out, null, 2)}\n`);
+  process.stdout.write(`\nwrote bench/results/${ONLY_SEAL ? 'seal' : 'latest'}.json (${out.durationS} s)\n`);
 }
 
 function formatTable(rs: Row[]): string {
