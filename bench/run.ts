@@ -155,8 +155,22 @@ async function makeHome(binary: string, name: string): Promise<Home> {
   const port = await freePort();
   const secretFile = join(work, name, 'client-secret');
   writeFileSync(secretFile, `${entra!.clientSecret}\n`, { mode: 0o600 });
-  const args = ['init', '--non-interactive', '--client-id', entra!.clientId, '--client-secret-file', secretFile, '--authority', entra!.authority,
-    '--public-url', `http://127.0.0.1:${port}`, '--listen', `127.0.0.1:${port}`, '--passcode', PASSCODE];
+  const args = [
+    'init',
+    '--non-interactive',
+    '--client-id',
+    entra!.clientId,
+    '--client-secret-file',
+    secretFile,
+    '--authority',
+    entra!.authority,
+    '--public-url',
+    `http://127.0.0.1:${port}`,
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--passcode',
+    PASSCODE,
+  ];
   const r = spawnSync(binary, args, { env: brokerEnv(dir), encoding: 'utf8', timeout: 30_000 });
   if (r.status !== 0) throw new Error(`broker init (${name}) exited ${r.status}: ${r.stderr}`);
   return { name, dir, port, url: `http://127.0.0.1:${port}`, log: join(work, name, 'serve.log') };
@@ -218,8 +232,14 @@ async function ownRefreshToken(redirectUri: string): Promise<{ current: string }
   const challenge = createHash('sha256').update(verifier).digest('base64url');
   const url = new URL(entra!.authorizeUrl());
   url.search = new URLSearchParams({
-    client_id: entra!.clientId, response_type: 'code', redirect_uri: redirectUri, scope: SCOPE,
-    state: randomBytes(8).toString('hex'), nonce: randomBytes(8).toString('hex'), code_challenge: challenge, code_challenge_method: 'S256',
+    client_id: entra!.clientId,
+    response_type: 'code',
+    redirect_uri: redirectUri,
+    scope: SCOPE,
+    state: randomBytes(8).toString('hex'),
+    nonce: randomBytes(8).toString('hex'),
+    code_challenge: challenge,
+    code_challenge_method: 'S256',
   }).toString();
   const callback = new URL(await entra!.login(url.href, { username: 'bench-direct' }));
   const code = callback.searchParams.get('code');
@@ -228,7 +248,15 @@ async function ownRefreshToken(redirectUri: string): Promise<{ current: string }
     signal: AbortSignal.timeout(30_000),
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-    body: new URLSearchParams({ client_id: entra!.clientId, client_secret: entra!.clientSecret, grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: verifier, scope: SCOPE }),
+    body: new URLSearchParams({
+      client_id: entra!.clientId,
+      client_secret: entra!.clientSecret,
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: redirectUri,
+      code_verifier: verifier,
+      scope: SCOPE,
+    }),
   });
   const body = (await res.json()) as { refresh_token?: string };
   if (!body.refresh_token) throw new Error(`direct code redemption failed: ${JSON.stringify(body)}`);
@@ -242,7 +270,13 @@ async function directRefresh(rt: { current: string }, via?: string): Promise<{ m
     signal: AbortSignal.timeout(30_000),
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-    body: new URLSearchParams({ client_id: entra!.clientId, client_secret: entra!.clientSecret, grant_type: 'refresh_token', refresh_token: rt.current, scope: SCOPE }),
+    body: new URLSearchParams({
+      client_id: entra!.clientId,
+      client_secret: entra!.clientSecret,
+      grant_type: 'refresh_token',
+      refresh_token: rt.current,
+      scope: SCOPE,
+    }),
   });
   const body = (await res.json()) as { refresh_token?: string };
   const elapsed = performance.now() - t0;
@@ -362,9 +396,13 @@ async function measureStorm({ entra, A, stormA, stormIssued }: Suite): Promise<v
   const tokens = new Set(storm.bodies!.map((b) => /"access_token":"([^"]+)"/.exec(b)?.[1] ?? `?${b.slice(0, 60)}`));
   const ok200 = storm.statuses['200'] ?? 0;
   rows.push({
-    id: '3', measurement: `${STORM} concurrent /refresh, one expired token`, baseline: '—',
+    id: '3',
+    measurement: `${STORM} concurrent /refresh, one expired token`,
+    baseline: '—',
     subject: `${ok200}/${STORM} ok, ${upstreamCalls} upstream call${upstreamCalls === 1 ? '' : 's'}, ${tokens.size} token${tokens.size === 1 ? '' : 's'}`,
-    ratio: '—', target: 'all ok, 1 call', pass: ok200 === STORM && upstreamCalls === 1 && tokens.size === 1,
+    ratio: '—',
+    target: 'all ok, 1 call',
+    pass: ok200 === STORM && upstreamCalls === 1 && tokens.size === 1,
   });
   details.storm = { ...storm, bodies: undefined, upstreamCalls, distinctTokens: tokens.size, lastMs: storm.latencyMs.max };
   log(`storm: ${ok200}/${STORM} ok, ${upstreamCalls} upstream calls, all answered within ${storm.latencyMs.max} ms`);
@@ -374,7 +412,10 @@ type Side = 'baseline' | 'small' | 'large';
 
 /** #1 (and the data of #4a): cache hits on the baseline, the small and the large store, interleaved in rotating order. */
 async function measureCacheHit(s: Suite): Promise<Record<Side, LoadResult[]>> {
-  for (const [url, ids] of [[s.A.url, s.hitA], [s.B.url, s.hitB]] as const) {
+  for (const [url, ids] of [
+    [s.A.url, s.hitA],
+    [s.B.url, s.hitB],
+  ] as const) {
     for (const id of ids) {
       const r = await getRefresh(url, id);
       if (r.status !== 200) throw new Error(`warm-up /refresh answered ${r.status}`);
@@ -393,32 +434,54 @@ async function measureCacheHit(s: Suite): Promise<Record<Side, LoadResult[]>> {
       const sub = subjects[(k + r) % subjects.length]!;
       const cpu0 = cpuMs(sub.pid);
       const res = await load({
-        mode: 'closed', port: sub.port, path: '/refresh', connections: CONNECTIONS, warmupMs: WARMUP_MS, durationMs: LOAD_MS,
-        headerSets: sub.ids.map((id) => ({ 'X-AuthID': id })), hardTimeoutMs: 20_000,
+        mode: 'closed',
+        port: sub.port,
+        path: '/refresh',
+        connections: CONNECTIONS,
+        warmupMs: WARMUP_MS,
+        durationMs: LOAD_MS,
+        headerSets: sub.ids.map((id) => ({ 'X-AuthID': id })),
+        hardTimeoutMs: 20_000,
       });
       hit[sub.name].push(res);
       cpuPerReq[sub.name].push(((cpuMs(sub.pid) - cpu0) * 1000) / res.totalRequests);
     }
-    log(`cache-hit round ${r + 1}: ${subjects.map((sub) => `${sub.name} ${hit[sub.name].at(-1)!.rps}/s p99 ${hit[sub.name].at(-1)!.latencyMs.p99} ms ${round(cpuPerReq[sub.name].at(-1)!, 1)} µs CPU/req`).join('; ')}`);
+    log(
+      `cache-hit round ${r + 1}: ${subjects.map((sub) => `${sub.name} ${hit[sub.name].at(-1)!.rps}/s p99 ${hit[sub.name].at(-1)!.latencyMs.p99} ms ${round(cpuPerReq[sub.name].at(-1)!, 1)} µs CPU/req`).join('; ')}`,
+    );
   }
   const errorsHit = [...hit.small, ...hit.large, ...hit.baseline].reduce((a, r) => a + r.errors, 0);
   const rpsRatio = median(hit.small.map((r, i) => r.rps / hit.baseline[i]!.rps));
   const p99Small = median(hit.small.map((r) => r.latencyMs.p99));
   const p99Base = median(hit.baseline.map((r) => r.latencyMs.p99));
   rows.push({
-    id: '1a', measurement: `/refresh cache hit, ${CONNECTIONS} conns: requests/s`,
-    baseline: `${Math.round(median(hit.baseline.map((r) => r.rps)))}/s`, subject: `${Math.round(median(hit.small.map((r) => r.rps)))}/s`,
-    ratio: x(rpsRatio), target: '≥ 0.6×', pass: rpsRatio >= 0.6 && errorsHit === 0,
+    id: '1a',
+    measurement: `/refresh cache hit, ${CONNECTIONS} conns: requests/s`,
+    baseline: `${Math.round(median(hit.baseline.map((r) => r.rps)))}/s`,
+    subject: `${Math.round(median(hit.small.map((r) => r.rps)))}/s`,
+    ratio: x(rpsRatio),
+    target: '≥ 0.6×',
+    pass: rpsRatio >= 0.6 && errorsHit === 0,
   });
   const cpuBase = median(cpuPerReq.baseline);
   const cpuSmall = median(cpuPerReq.small);
   rows.push({
-    id: '1b', measurement: `/refresh cache hit, ${CONNECTIONS} conns: p99 latency`,
-    baseline: ms(p99Base), subject: ms(p99Small), ratio: x(p99Small / p99Base), target: '≤ 5 ms', pass: p99Small <= 5 && errorsHit === 0,
+    id: '1b',
+    measurement: `/refresh cache hit, ${CONNECTIONS} conns: p99 latency`,
+    baseline: ms(p99Base),
+    subject: ms(p99Small),
+    ratio: x(p99Small / p99Base),
+    target: '≤ 5 ms',
+    pass: p99Small <= 5 && errorsHit === 0,
   });
   rows.push({
-    id: '1c', measurement: '/refresh cache hit: server CPU time per request',
-    baseline: `${round(cpuBase, 1)} µs`, subject: `${round(cpuSmall, 1)} µs`, ratio: x(cpuSmall / cpuBase), target: '—', pass: null,
+    id: '1c',
+    measurement: '/refresh cache hit: server CPU time per request',
+    baseline: `${round(cpuBase, 1)} µs`,
+    subject: `${round(cpuSmall, 1)} µs`,
+    ratio: x(cpuSmall / cpuBase),
+    target: '—',
+    pass: null,
   });
   details.cacheHit = hit;
   details.cpuMicrosPerRequest = cpuPerReq;
@@ -432,7 +495,10 @@ async function measureRefresh(s: Suite): Promise<RefreshRound[]> {
   const { entra, A, B, refA, refB } = s;
   entra.setAccessTokenTtl(30);
   const rt = await ownRefreshToken(`${A.url}/logged-in`);
-  for (const [url, id] of [[A.url, refA], [B.url, refB]] as const) {
+  for (const [url, id] of [
+    [A.url, refA],
+    [B.url, refB],
+  ] as const) {
     for (let i = 0; i < 3; i++) {
       const r = await getRefresh(url, id);
       if (r.status !== 200) throw new Error(`warm-up refresh answered ${r.status}`);
@@ -450,15 +516,19 @@ async function measureRefresh(s: Suite): Promise<RefreshRound[]> {
       const order = (['direct', 'relay', 'small', 'large'] as const).map((_, k, a) => a[(k + i + r) % 4]!);
       for (const which of order) {
         const res =
-          which === 'direct' ? await directRefresh(rt)
-          : which === 'relay' ? await directRefresh(rt, relayUrl)
-          : await getRefresh(which === 'small' ? A.url : B.url, which === 'small' ? refA : refB);
+          which === 'direct'
+            ? await directRefresh(rt)
+            : which === 'relay'
+              ? await directRefresh(rt, relayUrl)
+              : await getRefresh(which === 'small' ? A.url : B.url, which === 'small' ? refA : refB);
         if (res.status !== 200) refreshErrors++;
         round_[which].push(res.ms);
       }
     }
     refreshRounds.push(round_);
-    log(`refresh round ${r + 1}: direct ${round(median(round_.direct), 2)} ms, relay ${round(median(round_.relay), 2)} ms, small ${round(median(round_.small), 2)} ms, large ${round(median(round_.large), 2)} ms`);
+    log(
+      `refresh round ${r + 1}: direct ${round(median(round_.direct), 2)} ms, relay ${round(median(round_.relay), 2)} ms, small ${round(median(round_.small), 2)} ms, large ${round(median(round_.large), 2)} ms`,
+    );
   }
   const s1 = entra.stats();
   // Strict reuse detection in the provider: a broker that ever reused a rotated refresh token would show here.
@@ -470,17 +540,35 @@ async function measureRefresh(s: Suite): Promise<RefreshRound[]> {
   const directMed = median(refreshRounds.map((r) => median(r.direct)));
   const smallMed = median(refreshRounds.map((r) => median(r.small)));
   rows.push({
-    id: '2', measurement: '/refresh calling the provider: added latency (median)',
-    baseline: `${ms(directMed)} direct`, subject: `${ms(smallMed)} (+${ms(added)})`, ratio: x(smallMed / directMed),
-    target: 'added ≤ 2 ms', pass: added <= 2 && refreshErrors === 0 && upstreamDuring === expectedUpstream,
+    id: '2',
+    measurement: '/refresh calling the provider: added latency (median)',
+    baseline: `${ms(directMed)} direct`,
+    subject: `${ms(smallMed)} (+${ms(added)})`,
+    ratio: x(smallMed / directMed),
+    target: 'added ≤ 2 ms',
+    pass: added <= 2 && refreshErrors === 0 && upstreamDuring === expectedUpstream,
   });
   const relayAdded = median(refreshRounds.map((r) => median(r.relay) - median(r.direct)));
   const oursAdded = median(refreshRounds.map((r) => median(r.small) - median(r.relay)));
   rows.push({
-    id: '2b', measurement: '… of which a bare Bun relay adds / the broker adds beyond it',
-    baseline: `+${ms(relayAdded)} relay`, subject: `+${ms(oursAdded)} beyond relay`, ratio: '—', target: '—', pass: null,
+    id: '2b',
+    measurement: '… of which a bare Bun relay adds / the broker adds beyond it',
+    baseline: `+${ms(relayAdded)} relay`,
+    subject: `+${ms(oursAdded)} beyond relay`,
+    ratio: '—',
+    target: '—',
+    pass: null,
   });
-  details.refresh = { rounds: refreshRounds.map((r) => ({ direct: median(r.direct), relay: median(r.relay), small: median(r.small), large: median(r.large) })), relayAddedMs: relayAdded, brokerBeyondRelayMs: oursAdded, addedSmallMs: added, addedLargeMs: addedLarge, upstreamDuring, expectedUpstream, refreshErrors };
+  details.refresh = {
+    rounds: refreshRounds.map((r) => ({ direct: median(r.direct), relay: median(r.relay), small: median(r.small), large: median(r.large) })),
+    relayAddedMs: relayAdded,
+    brokerBeyondRelayMs: oursAdded,
+    addedSmallMs: added,
+    addedLargeMs: addedLarge,
+    upstreamDuring,
+    expectedUpstream,
+    refreshErrors,
+  };
   return refreshRounds;
 }
 
@@ -489,29 +577,47 @@ function measureScale(s: Suite, hit: Record<Side, LoadResult[]>, refreshRounds: 
   const hitLatRatio = median(hit.large.map((r, i) => r.latencyMs.p50 / hit.small[i]!.latencyMs.p50));
   const hitRpsRatio = median(hit.large.map((r, i) => r.rps / hit.small[i]!.rps));
   rows.push({
-    id: '4a', measurement: `100k store: cache-hit p50 latency, ${CONNECTIONS} conns`,
-    baseline: `${ms(median(hit.small.map((r) => r.latencyMs.p50)))} (10 conns)`, subject: ms(median(hit.large.map((r) => r.latencyMs.p50))),
-    ratio: `${x(hitLatRatio)} (req/s ${x(hitRpsRatio)})`, target: '≤ 1.25×', pass: hitLatRatio <= 1.25,
+    id: '4a',
+    measurement: `100k store: cache-hit p50 latency, ${CONNECTIONS} conns`,
+    baseline: `${ms(median(hit.small.map((r) => r.latencyMs.p50)))} (10 conns)`,
+    subject: ms(median(hit.large.map((r) => r.latencyMs.p50))),
+    ratio: `${x(hitLatRatio)} (req/s ${x(hitRpsRatio)})`,
+    target: '≤ 1.25×',
+    pass: hitLatRatio <= 1.25,
   });
   const smallMed = median(refreshRounds.map((r) => median(r.small)));
   const addedLarge = median(refreshRounds.map((r) => median(r.large) - median(r.direct)));
   const refRatio = median(refreshRounds.map((r) => median(r.large) / median(r.small)));
   rows.push({
-    id: '4b', measurement: '100k store: refresh latency (median)',
-    baseline: `${ms(smallMed)} (10 conns)`, subject: `${ms(median(refreshRounds.map((r) => median(r.large))))} (+${ms(addedLarge)})`,
-    ratio: x(refRatio), target: '≤ 1.25×', pass: refRatio <= 1.25,
+    id: '4b',
+    measurement: '100k store: refresh latency (median)',
+    baseline: `${ms(smallMed)} (10 conns)`,
+    subject: `${ms(median(refreshRounds.map((r) => median(r.large))))} (+${ms(addedLarge)})`,
+    ratio: x(refRatio),
+    target: '≤ 1.25×',
+    pass: refRatio <= 1.25,
   });
   const readySmall = median(s.ready.small!);
   const readyLarge = median(s.ready.large!);
   rows.push({
-    id: '4c', measurement: '100k store: `serve` ready (spawn → /healthz)',
-    baseline: `${ms(readySmall)} (10 conns)`, subject: ms(readyLarge), ratio: x(readyLarge / readySmall), target: '≤ 300 ms', pass: readyLarge <= 300,
+    id: '4c',
+    measurement: '100k store: `serve` ready (spawn → /healthz)',
+    baseline: `${ms(readySmall)} (10 conns)`,
+    subject: ms(readyLarge),
+    ratio: x(readyLarge / readySmall),
+    target: '≤ 300 ms',
+    pass: readyLarge <= 300,
   });
   const memA = rssMiB(s.srvA.child.pid!);
   const memB = rssMiB(s.srvB.child.pid!);
   rows.push({
-    id: '4d', measurement: '100k store: RSS after the load',
-    baseline: `${memA.rss} MB (10 conns)`, subject: `${memB.rss} MB (peak ${memB.hwm}; anon ${memB.anon})`, ratio: x(memB.rss / memA.rss), target: '≤ 150 MB', pass: memB.rss <= 150,
+    id: '4d',
+    measurement: '100k store: RSS after the load',
+    baseline: `${memA.rss} MB (10 conns)`,
+    subject: `${memB.rss} MB (peak ${memB.hwm}; anon ${memB.anon})`,
+    ratio: x(memB.rss / memA.rss),
+    target: '≤ 150 MB',
+    pass: memB.rss <= 150,
   });
   details.memoryMiB = { small: memA, large: memB };
 }
@@ -521,14 +627,22 @@ async function measureCli(binary: string, A: Home): Promise<void> {
   const helloDir = join(work, 'hello');
   mkdirSync(helloDir);
   writeFileSync(join(helloDir, 'hello.ts'), "console.log('hello');\n");
-  const hb = spawnSync(process.execPath, ['build', '--compile', '--bytecode', '--format=esm', '--minify', join(helloDir, 'hello.ts'), '--outfile', join(helloDir, 'hello')], { encoding: 'utf8', timeout: 120_000 });
+  const hb = spawnSync(
+    process.execPath,
+    ['build', '--compile', '--bytecode', '--format=esm', '--minify', join(helloDir, 'hello.ts'), '--outfile', join(helloDir, 'hello')],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
   if (hb.status !== 0) throw new Error(`hello-world build failed: ${hb.stderr}`);
   const cli = { hello: [] as number[], version: [] as number[], list: [] as number[] };
   const envA = brokerEnv(A.dir);
   let cliErrors = 0;
   for (let i = 0; i < 3; i++) for (const c of [[join(helloDir, 'hello')], [binary, '--version'], [binary, 'list']]) timeProcess(c, envA);
   for (let i = 0; i < CLI_RUNS; i++) {
-    const runs = [['hello', [join(helloDir, 'hello')]], ['version', [binary, '--version']], ['list', [binary, 'list']]] as const;
+    const runs = [
+      ['hello', [join(helloDir, 'hello')]],
+      ['version', [binary, '--version']],
+      ['list', [binary, 'list']],
+    ] as const;
     for (let k = 0; k < 3; k++) {
       const [name, cmd] = runs[(k + i) % 3]!;
       const t = timeProcess([...cmd], envA);
@@ -541,14 +655,28 @@ async function measureCli(binary: string, A: Home): Promise<void> {
   const versionMed = median(cli.version);
   const listMed = median(cli.list);
   rows.push({
-    id: '5a', measurement: `\`broker --version\` (${CLI_RUNS} runs)`, baseline: `${ms(helloMed)} hello-world`, subject: ms(versionMed),
-    ratio: x(versionMed / helloMed), target: '≤ 25 ms', pass: versionMed <= 25 && cliErrors === 0,
+    id: '5a',
+    measurement: `\`broker --version\` (${CLI_RUNS} runs)`,
+    baseline: `${ms(helloMed)} hello-world`,
+    subject: ms(versionMed),
+    ratio: x(versionMed / helloMed),
+    target: '≤ 25 ms',
+    pass: versionMed <= 25 && cliErrors === 0,
   });
   rows.push({
-    id: '5b', measurement: `\`broker list\`, 10 connections (${CLI_RUNS} runs)`, baseline: `${ms(helloMed)} hello-world`, subject: ms(listMed),
-    ratio: x(listMed / helloMed), target: '—', pass: cliErrors === 0 ? null : false,
+    id: '5b',
+    measurement: `\`broker list\`, 10 connections (${CLI_RUNS} runs)`,
+    baseline: `${ms(helloMed)} hello-world`,
+    subject: ms(listMed),
+    ratio: x(listMed / helloMed),
+    target: '—',
+    pass: cliErrors === 0 ? null : false,
   });
-  details.cli = { medians: { hello: helloMed, version: versionMed, list: listMed }, p90: { hello: quantile(cli.hello, 0.9), version: quantile(cli.version, 0.9), list: quantile(cli.list, 0.9) }, samples: cli };
+  details.cli = {
+    medians: { hello: helloMed, version: versionMed, list: listMed },
+    p90: { hello: quantile(cli.hello, 0.9), version: quantile(cli.version, 0.9), list: quantile(cli.list, 0.9) },
+    samples: cli,
+  };
 }
 
 /** #6: seal + open of one realistic record, in process. */
@@ -571,8 +699,13 @@ function measureSeal(sodium: Suite['sodium']): void {
   }
   const sealMed = median(perSecond);
   rows.push({
-    id: '6', measurement: `seal + open of one ${(recordBytes / 1024).toFixed(1)} KB record`, baseline: '—', subject: `${Math.round(sealMed)}/s`,
-    ratio: '—', target: '≥ 50,000/s', pass: sealMed >= 50_000,
+    id: '6',
+    measurement: `seal + open of one ${(recordBytes / 1024).toFixed(1)} KB record`,
+    baseline: '—',
+    subject: `${Math.round(sealMed)}/s`,
+    ratio: '—',
+    target: '≥ 50,000/s',
+    pass: sealMed >= 50_000,
   });
   details.seal = { recordBytes, perSecond: perSecond.map(Math.round) };
 }

@@ -59,12 +59,12 @@ export const ERRORS = {
   passcode_invalid: { status: 403, exit: EXIT.auth, meaning: 'wrong connect passcode' },
   rate_limited: { status: 429, exit: EXIT.auth, meaning: 'too many failed attempts from this address; see Retry-After' },
   // The login round trip.
-  login_state_invalid: { status: 400, exit: EXIT.auth, meaning: 'the login\'s state or cookie is missing, used or expired; start again' },
+  login_state_invalid: { status: 400, exit: EXIT.auth, meaning: "the login's state or cookie is missing, used or expired; start again" },
   login_failed: { status: 400, exit: EXIT.auth, meaning: 'Microsoft did not complete the login; start again' },
-  id_token_invalid: { status: 400, exit: EXIT.auth, meaning: 'Microsoft\'s id_token failed a check; start again' },
+  id_token_invalid: { status: 400, exit: EXIT.auth, meaning: "Microsoft's id_token failed a check; start again" },
   // Microsoft's answers.
   login_required: { status: 400, exit: EXIT.auth, meaning: 'Microsoft wants a new sign-in; create a new AuthID' },
-  app_misconfigured: { status: 502, exit: EXIT.config, meaning: 'Microsoft rejected the broker\'s app registration; its owner must fix it' },
+  app_misconfigured: { status: 502, exit: EXIT.config, meaning: "Microsoft rejected the broker's app registration; its owner must fix it" },
   upstream_error: { status: 502, exit: EXIT.upstream, meaning: 'Microsoft failed or could not be reached; try again later' },
   upstream_timeout: { status: 504, exit: EXIT.upstream, meaning: 'Microsoft did not answer in time; try again later' },
   conflict: { status: 500, exit: EXIT.failure, meaning: 'another process changed the connection meanwhile; try again' },
@@ -75,7 +75,7 @@ export const ERRORS = {
   store_error: { status: 500, exit: EXIT.store, meaning: 'the store or BROKER_HOME could not be read or written (see the message)' },
   listen_failed: { status: 500, exit: EXIT.failure, meaning: 'the listen address cannot be used (yet)' },
   service_manager_failed: { status: 500, exit: EXIT.failure, meaning: 'systemctl is missing or failed; the hint lists the commands to run by hand' },
-  internal: { status: 500, exit: EXIT.failure, meaning: 'a bug; see the broker\'s log' },
+  internal: { status: 500, exit: EXIT.failure, meaning: "a bug; see the broker's log" },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -20,7 +20,9 @@ describe('the error table', () => {
 
   it('is in the README, code by code, with the same status, exit code and meaning', () => {
     const rows = markdownTable(readme(), '| code | HTTP status | exit code | meaning |');
-    const documented = new Map(rows.map(([code, status, exit, meaning]) => [code!.replaceAll('`', ''), { status: Number(status), exit: Number(exit), meaning }]));
+    const documented = new Map(
+      rows.map(([code, status, exit, meaning]) => [code!.replaceAll('`', ''), { status: Number(status), exit: Number(exit), meaning }]),
+    );
     expect([...documented.keys()].sort()).toEqual([...ERROR_CODES].sort());
     for (const c of ERROR_CODES) expect(documented.get(c), c).toEqual({ status: ERRORS[c].status, exit: ERRORS[c].exit, meaning: ERRORS[c].meaning });
   });

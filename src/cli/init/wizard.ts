@@ -4,12 +4,20 @@
  * default for a personal OneDrive.
  */
 import { PASSCODE_MAX_LENGTH, PASSCODE_MIN_LENGTH } from '../../broker/passcode.ts';
-import { DEFAULTS, normaliseUrl, validateClientId, validateClientSecret, validateHttpUrl, validateListen, validateOrigin, type Settings } from '../../config/settings.ts';
+import {
+  DEFAULTS,
+  normaliseUrl,
+  validateClientId,
+  validateClientSecret,
+  validateHttpUrl,
+  validateListen,
+  validateOrigin,
+  type Settings,
+} from '../../config/settings.ts';
 import { BrokerError } from '../../errors.ts';
 import { PERMISSION_STEPS, registrationSteps, SECRET_STEPS } from '../entra-steps.ts';
 import type { Io } from '../io.ts';
 import { type Answers, defaultPublicUrl } from './answers.ts';
-
 
 type Prompts = typeof import('@inquirer/prompts');
 

@@ -34,7 +34,9 @@ export async function serviceInstall(flags: ServiceInstallFlags, io: Io): Promis
   if (flags.binary && !flags.print && !existsSync(exec[0]!)) throw new BrokerError('usage', `--binary ${exec[0]} does not exist.`);
   const credentialFile = flags.credentialFile ? checkUnitPath('--credential-file', resolve(flags.credentialFile)) : undefined;
   if (credentialFile && !flags.print && !existsSync(credentialFile)) {
-    throw new BrokerError('usage', `--credential-file ${credentialFile} does not exist.`, { hint: 'Write the client secret Value into it (one line, chmod 600).' });
+    throw new BrokerError('usage', `--credential-file ${credentialFile} does not exist.`, {
+      hint: 'Write the client secret Value into it (one line, chmod 600).',
+    });
   }
 
   const unitPath = unitPathFor(mode, io.env);
@@ -75,7 +77,8 @@ function whoAndWhere(mode: UnitMode, flags: ServiceInstallFlags, io: Io): { user
   }
   if (!/^[a-z_][a-z0-9_-]*\$?$/i.test(user) || user.length > 32) throw new BrokerError('usage', `--user ${user} is not a valid user name.`);
   const account = lookupUser(user);
-  if (!account && !flags.print) throw new BrokerError('usage', `There is no user ${user} on this machine.`, { hint: 'Create it first, or choose another with --user.' });
+  if (!account && !flags.print)
+    throw new BrokerError('usage', `There is no user ${user} on this machine.`, { hint: 'Create it first, or choose another with --user.' });
   if (!account) sayWarning(io, `there is no user ${user} on this machine; the unit is for another one`);
   // sudo drops BROKER_HOME unless kept; then the service user's own default is the right folder.
   if (env.BROKER_HOME) return { user, group: account?.group, home: resolve(env.BROKER_HOME) };
@@ -96,7 +99,8 @@ function checkHome(home: string, flags: ServiceInstallFlags, io: Io): void {
 function checkSettings(mode: UnitMode, home: string, user: string | undefined, flags: ServiceInstallFlags, io: Io): void {
   if (!settingsExist(home)) {
     const msg = `No settings in ${home} yet: the service would stop at once with exit code 3.`;
-    if (!flags.print) throw new BrokerError('config_missing', msg, { hint: `Run \`broker init\`${mode === 'system' ? ` as ${user}` : ''} first (or set BROKER_HOME).` });
+    if (!flags.print)
+      throw new BrokerError('config_missing', msg, { hint: `Run \`broker init\`${mode === 'system' ? ` as ${user}` : ''} first (or set BROKER_HOME).` });
     sayWarning(io, `${msg} Run \`broker init\` first.`);
   } else if (mode === 'system' && user) {
     const owner = statSync(home).uid;
@@ -115,7 +119,10 @@ function writeUnit(mode: UnitMode, unitPath: string, unit: string): void {
     const code = (e as NodeJS.ErrnoException).code ?? 'error';
     throw new BrokerError('store_error', `Cannot write ${unitPath} (${code}).`, {
       cause: e,
-      hint: mode === 'system' && code === 'EACCES' ? 'A system unit needs root: run it with sudo, or use --print and install the unit by hand.' : 'Check the folder, or use --print and install the unit by hand.',
+      hint:
+        mode === 'system' && code === 'EACCES'
+          ? 'A system unit needs root: run it with sudo, or use --print and install the unit by hand.'
+          : 'Check the folder, or use --print and install the unit by hand.',
     });
   }
 }
