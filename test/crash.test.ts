@@ -359,9 +359,9 @@ describe.skipIf(problem)('BROKER_HOME on a full or read-only file system', () =>
       const init = await run(['init', '--non-interactive', '--tenant', 'common'], { BROKER_HOME: home });
       console.log(`read-only: init exit ${init.code}: ${init.stderr.trim()}`);
       expect(init.code).not.toBe(0);
-      expect(init.stderr).toMatch(/^broker: Cannot write the settings in /m);
+      expect(init.stderr).toMatch(/^broker: error: cannot write the settings in /m);
       expect(init.stderr).toContain(home);
-      expect(init.stderr).toMatch(/hint: .*BROKER_HOME/);
+      expect(init.stderr).toMatch(/^broker: hint: .*BROKER_HOME/m);
       expect(init.stderr).not.toMatch(/at \S+:\d+|Error: /); // a sentence, not a stack trace
     } finally {
       expect(sh('mount', ['-o', 'remount,rw', mnt]).ok).toBe(true);

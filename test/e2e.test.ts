@@ -173,7 +173,7 @@ describe('broker serve, list, revoke', () => {
       ['/refresh', { headers: { 'x-authid': ':' } }],
       ['/refresh', { headers: { 'x-authid': 'bk1:' } }],
       ['/refresh?authid=%ZZ%', {}],
-      ['/refresh', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'authid=' + '%'.repeat(10) }],
+      ['/refresh', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `authid=${'%'.repeat(10)}` }],
       ['/refresh', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'a'.repeat(40_000) }],
       ['/refresh', { method: 'POST', body: new Uint8Array(1000).map((_, i) => i % 256) }],
       ['/refresh', { method: 'DELETE' }],

@@ -419,10 +419,10 @@ describe('through the binary', () => {
     expect(health.warnings[0]).toContain(secretExpires);
     const list = await run(['list'], { BROKER_HOME: home });
     expect(list.code).toBe(0);
-    expect(list.stderr).toMatch(new RegExp(`warning: The app secret expires in (9|10) days \\(${secretExpires}\\)`));
+    expect(list.stderr).toMatch(new RegExp(`broker: warning: the app secret expires in (9|10) days \\(${secretExpires}\\)`));
     const json = await run(['list', '--json'], { BROKER_HOME: home });
     expect(JSON.parse(json.stdout)).toBeInstanceOf(Array);
-    expect(json.stderr).toContain('warning: The app secret expires');
+    expect(json.stderr).toContain('broker: warning: the app secret expires');
   });
 
   it('app misconfigured: 502 naming the cause, and serve logs app.misconfigured once for repeated failures', async () => {

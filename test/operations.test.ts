@@ -97,7 +97,7 @@ describe('broker doctor', () => {
     const { home } = await configured();
     const r = await run(['doctor'], { BROKER_HOME: home, BROKER_CLIENT_SECRET: 'not-the-secret' });
     expect(r.code).toBe(3);
-    expect(r.stdout).toMatch(/FAIL +app registration: the client secret is wrong/);
+    expect(r.stdout).toMatch(/FAIL +app registration: the app secret is wrong/);
     expect(r.stdout).toMatch(/fix: /);
     expect(r.stdout).not.toContain('not-the-secret');
   });
@@ -195,7 +195,7 @@ describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
     try {
       const second = await run(['serve'], { BROKER_HOME: home });
       expect(second.code).toBe(1);
-      expect(second.stderr).toMatch(/Cannot listen on .*EADDRINUSE/);
+      expect(second.stderr).toMatch(/broker: error: cannot listen on .*EADDRINUSE/);
     } finally {
       await first.stop();
     }

@@ -176,7 +176,7 @@ describe('the restart policy matches the exit codes of `broker serve`', () => {
     const empty = newHome();
     mkdirSync(empty, { recursive: true });
     const missing = await run(['serve'], { BROKER_HOME: empty });
-    expect(missing.stderr).toMatch(/No settings/);
+    expect(missing.stderr).toMatch(/broker: error: no settings/);
     expect(missing.code).toBe(noRestart);
 
     const incomplete = await initialisedHome();
