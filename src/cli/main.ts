@@ -93,6 +93,20 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
       await (await import('./revoke.ts')).revokeCommand(brokerHome(io.env), io, text);
     });
 
+  program
+    .command('backup')
+    .description('copy the settings and the store into FILE, consistently, also while serve runs (holds the app secret; no AuthID)')
+    .argument('<file>', 'the backup file to write (0600)')
+    .option('--force', 'replace FILE if it exists')
+    .action(async (file: string, flags) => (await import('./backup.ts')).backupCommand(brokerHome(io.env), io, file, flags));
+
+  program
+    .command('restore')
+    .description('put the settings and connections from a `broker backup` FILE into BROKER_HOME (serve must be stopped)')
+    .argument('<file>', 'a file made by `broker backup`')
+    .option('--force', 'replace existing settings and connections')
+    .action(async (file: string, flags) => (await import('./backup.ts')).restoreCommand(brokerHome(io.env), io, file, flags));
+
   registerServiceCommand(program, io);
 
   try {

@@ -1,5 +1,6 @@
 import { Database, type Statement } from 'bun:sqlite';
-import { chmodSync, existsSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { BrokerError } from '../errors.ts';
 import { MIGRATIONS } from './migrations.ts';
 
@@ -105,7 +106,13 @@ export class Store {
     };
   }
 
-  static open(path: string): Store {
+  /**
+   * Opens (creating and migrating as needed) the store at `path`. Before migrating
+   * an existing store it saves a copy of it (see backupBeforeMigration). `migrations`
+   * is for tests that need a schema newer than the released one.
+   */
+  static open(path: string, opts: { migrations?: readonly string[] } = {}): Store {
+    const migrations = opts.migrations ?? MIGRATIONS;
     let db: Database;
     try {
       db = new Database(path, { create: true, strict: true });
@@ -116,15 +123,18 @@ export class Store {
       });
     }
     try {
+      // Before anything writes to it: a newer broker's store is left exactly as it is.
+      refuseNewer(db, path, migrations.length);
       db.exec('PRAGMA journal_mode = WAL');
       db.exec('PRAGMA synchronous = FULL');
       db.exec('PRAGMA busy_timeout = 5000');
       db.exec('PRAGMA foreign_keys = ON');
       // Deleted envelopes are overwritten, not left in free pages for a later copy of the file.
       db.exec('PRAGMA secure_delete = ON');
-      migrate(db);
+      migrate(db, path, migrations);
     } catch (e) {
       db.close();
+      if (e instanceof BrokerError) throw e;
       throw new BrokerError('store_error', `Cannot prepare the store at ${path}: ${(e as Error).message}`, {
         cause: e,
         hint: 'Check permissions and free space in BROKER_HOME.',
@@ -133,6 +143,20 @@ export class Store {
     // SQLite creates the -wal/-shm companions with the process umask; tighten them too.
     for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
     return new Store(db);
+  }
+
+  /**
+   * A consistent copy of the whole store into the new file `file` (one read
+   * transaction: writers in other processes, like a running `serve`, carry on).
+   */
+  snapshotTo(file: string): void {
+    this.write(() => this.db.run('VACUUM INTO ?', [file]));
+    chmodSync(file, 0o600);
+  }
+
+  /** The schema version (PRAGMA user_version). */
+  schemaVersion(): number {
+    return userVersion(this.db);
   }
 
   get(keyid: string): ConnectionRecord | null {
@@ -224,15 +248,56 @@ export class Store {
   }
 }
 
-function migrate(db: Database): void {
-  const current = (db.query('PRAGMA user_version').get() as { user_version: number }).user_version;
-  if (current > MIGRATIONS.length) {
-    throw new Error(`store schema version ${current} is newer than this broker understands (${MIGRATIONS.length})`);
+/** How many pre-migration copies stay next to the store; older ones are deleted. */
+export const KEEP_MIGRATION_BACKUPS = 3;
+
+/** `broker.db.bak-v1`: the store as it was at schema version 1, saved before migrating it further. */
+export const migrationBackupName = (storePath: string, schemaVersion: number) => `${storePath}.bak-v${schemaVersion}`;
+
+function userVersion(db: Database): number {
+  return (db.query('PRAGMA user_version').get() as { user_version: number }).user_version;
+}
+
+function refuseNewer(db: Database, path: string, known: number): void {
+  const current = userVersion(db);
+  if (current > known) {
+    throw new BrokerError(
+      'store_error',
+      `The store at ${path} has schema version ${current}, newer than this broker understands (${known}): a newer broker wrote it.`,
+      { hint: 'Upgrade broker to that version or newer; the store was left untouched.' },
+    );
   }
-  for (let v = current; v < MIGRATIONS.length; v++) {
+}
+
+function migrate(db: Database, path: string, migrations: readonly string[]): void {
+  const current = userVersion(db);
+  // A new, empty file (version 0) has nothing to lose.
+  if (current > 0 && current < migrations.length) backupBeforeMigration(db, path, current);
+  for (let v = current; v < migrations.length; v++) {
     db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
+      db.exec(migrations[v]!);
       db.exec(`PRAGMA user_version = ${v + 1}`);
     })();
   }
+}
+
+/**
+ * Upgrades never lose data: the store as it is, before the first migration step,
+ * goes to `broker.db.bak-v<old schema version>` (0600, consistent even while an
+ * older `serve` still writes), and only the newest KEEP_MIGRATION_BACKUPS stay.
+ * Written to a temporary name first, so a half-written copy never carries the name.
+ */
+function backupBeforeMigration(db: Database, path: string, schemaVersion: number): void {
+  const target = migrationBackupName(path, schemaVersion);
+  const tmp = `${target}.tmp-${process.pid}`;
+  rmSync(tmp, { force: true });
+  db.run('VACUUM INTO ?', [tmp]);
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, target);
+  const prefix = `${basename(path)}.bak-v`;
+  const old = readdirSync(dirname(path))
+    .filter((f) => f.startsWith(prefix) && /^\d+$/.test(f.slice(prefix.length)))
+    .sort((a, b) => Number(b.slice(prefix.length)) - Number(a.slice(prefix.length)))
+    .slice(KEEP_MIGRATION_BACKUPS);
+  for (const f of old) rmSync(join(dirname(path), f), { force: true });
 }

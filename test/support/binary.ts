@@ -10,6 +10,13 @@ import { join, resolve } from 'node:path';
 
 export const BINARY = resolve(import.meta.dirname, '../../dist/broker');
 
+/** How to start the broker: dist/broker by default, or another build behind a prefix, e.g. ['qemu-aarch64-static', '-L', root, file]. */
+export type Command = readonly string[];
+const spawnBroker = (command: Command | undefined, args: string[], options: Parameters<typeof spawn>[2]) => {
+  const [file, ...pre] = command ?? [BINARY];
+  return spawn(file!, [...pre, ...args], options);
+};
+
 export interface RunResult {
   code: number | null;
   stdout: string;
@@ -20,13 +27,13 @@ export function newHome(): string {
   return join(mkdtempSync(join(tmpdir(), 'broker-e2e-')), 'home');
 }
 
-export function run(args: string[], env: Record<string, string> = {}, opts: { timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
+export function run(args: string[], env: Record<string, string> = {}, opts: { timeoutMs?: number; input?: string; command?: Command } = {}): Promise<RunResult> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(BINARY, args, { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawnBroker(opts.command, args, { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`broker ${args.join(' ')} did not finish within ${opts.timeoutMs ?? 10_000} ms\n${stderr}`));
@@ -36,7 +43,7 @@ export function run(args: string[], env: Record<string, string> = {}, opts: { ti
       clearTimeout(timer);
       resolvePromise({ code, stdout, stderr });
     });
-    child.stdin.end(opts.input ?? '');
+    child.stdin!.end(opts.input ?? '');
   });
 }
 
@@ -60,6 +67,8 @@ export async function initHome(p: {
   passcode: string;
   /** Pages that may receive the AuthID by postMessage; omitted = the broker's defaults. */
   allowedOrigins?: string[];
+  command?: Command;
+  timeoutMs?: number;
 }): Promise<RunResult> {
   const secretFile = join(p.home, '..', 'client-secret');
   writeFileSync(secretFile, `${p.clientSecret}\n`, { mode: 0o600 });
@@ -82,6 +91,7 @@ export async function initHome(p: {
       ...(p.allowedOrigins ?? []).flatMap((o) => ['--allowed-origin', o]),
     ],
     { BROKER_HOME: p.home },
+    { command: p.command, timeoutMs: p.timeoutMs },
   );
 }
 
@@ -92,11 +102,11 @@ export const LOOPBACK_CALLBACK = (uri: string): boolean => /^http:\/\/127\.0\.0\
 export async function configuredHome(
   provider: { clientId: string; clientSecret: string; authority: string },
   passcode: string,
-  opts: { home?: string; allowedOrigins?: string[] } = {},
+  opts: { home?: string; allowedOrigins?: string[]; command?: Command; timeoutMs?: number } = {},
 ): Promise<{ home: string; port: number }> {
   const home = opts.home ?? newHome();
   const port = await freePort();
-  const r = await initHome({ home, clientId: provider.clientId, clientSecret: provider.clientSecret, authority: provider.authority, port, passcode, allowedOrigins: opts.allowedOrigins });
+  const r = await initHome({ home, clientId: provider.clientId, clientSecret: provider.clientSecret, authority: provider.authority, port, passcode, allowedOrigins: opts.allowedOrigins, command: opts.command, timeoutMs: opts.timeoutMs });
   if (r.code !== 0) throw new Error(`broker init exited ${r.code}:\n${r.stderr}`);
   return { home, port };
 }
@@ -110,12 +120,17 @@ export interface Served {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function serve(home: string, env: Record<string, string> = {}, args: string[] = []): Promise<Served> {
-  const child = spawn(BINARY, ['serve', ...args], { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', BROKER_HOME: home, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function serve(
+  home: string,
+  env: Record<string, string> = {},
+  args: string[] = [],
+  opts: { command?: Command; startTimeoutMs?: number } = {},
+): Promise<Served> {
+  const child = spawnBroker(opts.command, ['serve', ...args], { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', BROKER_HOME: home, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
   const url = await new Promise<string>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`serve did not start:\n${err}`)), 10_000);
+    const timer = setTimeout(() => rej(new Error(`serve did not start:\n${err}`)), opts.startTimeoutMs ?? 10_000);
     child.stderr!.on('data', (d) => {
       err += d;
       const m = /listening on (https?:\/\/\S+)/.exec(err);
