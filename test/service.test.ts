@@ -52,6 +52,8 @@ const HARDENING = {
   SystemCallFilter: '@system-service',
   SystemCallArchitectures: 'native',
   UMask: '0077',
+  // A core dump of the broker would hold the app secret and the refresh tokens in the clear.
+  LimitCORE: '0',
 };
 
 const analyze = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });

@@ -84,6 +84,8 @@ export function renderUnit(u: UnitSpec): string {
     ...(u.user ? [`User=${u.user}`] : []),
     ...(u.group ? [`Group=${u.group}`] : []),
     'UMask=0077',
+    '# No core dumps: one would hold the app secret and open refresh tokens in the clear.',
+    'LimitCORE=0',
     ...(u.credentialFile
       ? [
           '# The app secret, readable only by this service as $CREDENTIALS_DIRECTORY/client-secret;',
