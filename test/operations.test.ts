@@ -92,6 +92,35 @@ describe('broker doctor', () => {
     expect(r.stdout).toMatch(/FAIL +authority: .* cannot be reached/);
   });
 
+  it('a token endpoint that answers with a redirect: the secret is not sent on to its target', async () => {
+    // Stands in for a wrong --authority, or a proxy on the way, that sends the POST elsewhere with a 307.
+    const seen: { path: string; body: string }[] = [];
+    const server = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      async fetch(req) {
+        const path = new URL(req.url).pathname;
+        seen.push({ path, body: await req.text() });
+        if (path === '/collect') return Response.json({ error: 'invalid_grant' }, { status: 400 });
+        return new Response(null, { status: 307, headers: { location: `http://127.0.0.1:${server.port}/collect` } });
+      },
+    });
+    try {
+      const home = newHome();
+      const secret = 'x~doctor-redirect-secret';
+      const r0 = await run(['init', '--non-interactive', '--client-id', entra.clientId, '--authority', `http://127.0.0.1:${server.port}`], { BROKER_HOME: home, BROKER_CLIENT_SECRET: secret });
+      expect(r0.code).toBe(0);
+      const r = await run(['doctor'], { BROKER_HOME: home });
+      expect(seen.map((s) => s.path)).toEqual(['/consumers/oauth2/v2.0/token']);
+      expect(seen[0]!.body).toContain('client_secret=');
+      expect(r.code).not.toBe(0);
+      expect(r.stdout).toMatch(/FAIL +authority: .*redirect/);
+      expect(r.stdout).not.toContain(secret);
+    } finally {
+      await server.stop(true);
+    }
+  });
+
   it('files readable by others: exit 5 with the chmod to run', async () => {
     const { home } = await configured();
     chmodSync(join(home, 'settings.json'), 0o644);
