@@ -300,8 +300,16 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
   }
 
   function healthz(): Response {
+    const warnings: string[] = [];
     const secret = secretWarning(config.secretExpires, now());
-    return json({ status: 'ok', version: opts.version, warnings: secret ? [secret] : [] }, 200);
+    if (secret) warnings.push(secret);
+    const unsaved = broker.tokens.unsavedCount();
+    if (unsaved) {
+      warnings.push(
+        `${unsaved === 1 ? '1 connection\'s newest refresh token is' : `${unsaved} connections' newest refresh tokens are`} held only in memory (the store could not be written): make BROKER_HOME writable and do not restart the broker until the next request of each saves it.`,
+      );
+    }
+    return json({ status: 'ok', version: opts.version, warnings }, 200);
   }
 
   function html(x: Exchange, status: number, body: string, err?: BrokerError): Response {
