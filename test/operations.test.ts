@@ -211,14 +211,25 @@ describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
     }
   });
 
-  it('JSON log lines, one per request, never a secret', async () => {
+  it('JSON log lines, one per request, never a secret; with json every line on stderr is JSON', async () => {
     const { home } = await configured();
     const served = await serve(home, {}, ['--log-format', 'json']);
     const c = await connectOverHttp(served.url, PASSCODE, entra.login);
     await fetch(`${served.url}/refresh`, { headers: { 'x-authid': c.authid } });
-    await served.stop();
-    const lines = served.stderr().split('\n').filter((l) => l.startsWith('{'));
-    const requests = lines.map((l) => JSON.parse(l)).filter((l) => l.event === 'request');
+    expect(await served.stop()).toBe(0);
+    const lines = served.stderr().split('\n').filter((l) => l !== '');
+    const parsed = lines.map((l) => {
+      try {
+        return JSON.parse(l) as Record<string, unknown>;
+      } catch {
+        throw new Error(`not a JSON line on stderr: ${l}`);
+      }
+    });
+    // The lines a person reads at start-up are events too, and keep their text.
+    expect(parsed.find((l) => l.event === 'serve.listening')).toMatchObject({ level: 'info', url: served.url });
+    expect(String(parsed.find((l) => l.event === 'serve.connect_here')?.message)).toMatch(/^Connect a OneDrive at http:/);
+    expect(parsed.at(-1)).toMatchObject({ event: 'serve.stopped' });
+    const requests = parsed.filter((l) => l.event === 'request') as Record<string, any>[];
     expect(requests.find((r) => r.route === '/refresh')).toMatchObject({ method: 'GET', status: 200, keyid: c.keyid.slice(0, 11) });
     expect(typeof requests[0].ms).toBe('number');
     expect(served.stderr()).not.toContain(c.authid.split(':')[1]);

@@ -92,9 +92,18 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
     log.warn('serve.plain_http_on_network', { listen: running.url, hint: 'use --tls-cert/--tls-key, or listen on 127.0.0.1 behind a reverse proxy' });
   }
   log.info('serve.started', { version: VERSION, listen: running.url, public_url: settings.publicUrl, metrics: running.metricsUrl, home });
-  flush(); // start-up lines come before the "listening on" line that scripts wait for
-  io.err(`broker ${VERSION} listening on ${running.url}`);
-  io.err(`Connect a OneDrive at ${settings.publicUrl}/ (redirect URI ${settings.publicUrl}/logged-in)`);
+  const listening = `broker ${VERSION} listening on ${running.url}`;
+  const connectHere = `Connect a OneDrive at ${settings.publicUrl}/ (redirect URI ${settings.publicUrl}/logged-in)`;
+  if (format === 'json') {
+    // A log shipper parses every line: the lines meant for a person are events too, text kept in `message`.
+    log.info('serve.listening', { message: listening, url: running.url });
+    log.info('serve.connect_here', { message: connectHere, public_url: settings.publicUrl });
+    flush();
+  } else {
+    flush(); // start-up lines come before the "listening on" line that scripts wait for
+    io.err(listening);
+    io.err(connectHere);
+  }
 
   await new Promise<void>((resolve) => {
     const onHup = () => {

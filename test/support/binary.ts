@@ -118,7 +118,8 @@ export async function serve(home: string, env: Record<string, string> = {}, args
     const timer = setTimeout(() => rej(new Error(`serve did not start:\n${err}`)), 10_000);
     child.stderr!.on('data', (d) => {
       err += d;
-      const m = /listening on (https?:\/\/\S+)/.exec(err);
+      // Plain text, or inside a JSON line with --log-format json.
+      const m = /listening on (https?:\/\/[^\s"]+)/.exec(err);
       if (m) {
         clearTimeout(timer);
         res(m[1]!);
