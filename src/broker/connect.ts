@@ -50,7 +50,7 @@ export class LoginFlow {
   readonly passcode: PasscodeGuard;
 
   constructor(private readonly ctx: BrokerContext) {
-    this.passcode = new PasscodeGuard(ctx.config.passcodeHash, ctx.now);
+    this.passcode = new PasscodeGuard(() => ctx.config.passcodeHash, ctx.now, ctx.sleep);
   }
 
   services(): readonly Service[] {

@@ -39,6 +39,8 @@ export interface BrokerContext {
   sodium: Sodium;
   fetch: Fetch;
   now: () => number;
+  /** Pauses (e.g. before a passcode check under attack); tests pass one that returns at once. */
+  sleep?: (ms: number) => Promise<void>;
   log: Logger;
   observer?: Observer;
 }

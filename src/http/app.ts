@@ -123,7 +123,11 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     const site = req.headers.get('sec-fetch-site');
     const origin = req.headers.get('origin');
     const ours = new URL(config.publicUrl).origin;
-    if ((site && site !== 'same-origin' && site !== 'none') || (origin && origin !== 'null' && origin !== ours)) {
+    const otherSite = site !== null && site !== 'same-origin' && site !== 'none';
+    // `Origin: null` comes from sandboxed frames, data: URLs and cross-site redirects
+    // (and, same-site, from privacy settings): only Sec-Fetch-Site can vouch for it.
+    const otherOrigin = origin !== null && origin !== ours && !(origin === 'null' && site !== null);
+    if (otherSite || otherOrigin) {
       throw new BrokerError('invalid_request', 'This form must be sent from the broker\'s own start page.', { hint: `Open ${config.publicUrl}/ and try again.` });
     }
   }
