@@ -95,10 +95,10 @@ describe('broker doctor', () => {
   it('a token endpoint that answers with a redirect: the secret is not sent on to its target', async () => {
     // Stands in for a wrong --authority, or a proxy on the way, that sends the POST elsewhere with a 307.
     const seen: { path: string; body: string }[] = [];
-    const server = Bun.serve({
+    const server: Bun.Server<undefined> = Bun.serve({
       hostname: '127.0.0.1',
       port: 0,
-      async fetch(req) {
+      async fetch(req): Promise<Response> {
         const path = new URL(req.url).pathname;
         seen.push({ path, body: await req.text() });
         if (path === '/collect') return Response.json({ error: 'invalid_grant' }, { status: 400 });
@@ -231,7 +231,7 @@ describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
     expect(parsed.at(-1)).toMatchObject({ event: 'serve.stopped' });
     const requests = parsed.filter((l) => l.event === 'request') as Record<string, any>[];
     expect(requests.find((r) => r.route === '/refresh')).toMatchObject({ method: 'GET', status: 200, keyid: c.keyid.slice(0, 11) });
-    expect(typeof requests[0].ms).toBe('number');
+    expect(typeof requests[0]!.ms).toBe('number');
     expect(served.stderr()).not.toContain(c.authid.split(':')[1]);
   });
 

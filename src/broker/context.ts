@@ -34,6 +34,7 @@ export interface Observer {
 
 /** Everything the broker talks to, passed in so tests can substitute the network and the clock. */
 export interface BrokerContext {
+  /** Replaced whole by `Broker.reconfigure`: read it where it is used, never keep a copy. */
   config: BrokerConfig;
   store: Store;
   sodium: Sodium;

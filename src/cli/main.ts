@@ -48,7 +48,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
 
   program
     .command('serve')
-    .description('run the HTTP server in the foreground (stops cleanly on SIGTERM/SIGINT)')
+    .description('run the HTTP server in the foreground (stops cleanly on SIGTERM/SIGINT; SIGHUP re-reads the settings and TLS files)')
     .addOption(new Option('--listen <host:port>', 'override the listen address [BROKER_LISTEN]'))
     .option('--tls-cert <path>', 'serve HTTPS with this PEM certificate (re-read on SIGHUP)')
     .option('--tls-key <path>', 'the PEM private key for --tls-cert')

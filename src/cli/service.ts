@@ -75,7 +75,7 @@ export function renderUnit(u: UnitSpec): string {
     '[Service]',
     'Type=simple',
     `ExecStart=${[...u.exec.map(execArg), 'serve'].join(' ')}`,
-    '# `systemctl reload broker` re-reads the TLS certificate and key.',
+    '# `systemctl reload broker` re-reads settings.json and the TLS certificate and key.',
     'ExecReload=/bin/kill -HUP $MAINPID',
     `Environment=BROKER_HOME=${spec(u.home)}`,
     'Restart=on-failure',
