@@ -235,6 +235,20 @@ describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
     expect(served.stderr()).not.toContain(c.authid.split(':')[1]);
   });
 
+  it('with json, a failure to start is a JSON line too (and the exit code is the usual one)', async () => {
+    const { home, port } = await configured();
+    const first = await serve(home);
+    try {
+      const second = await run(['serve', '--log-format', 'json', '--listen', `127.0.0.1:${port}`], { BROKER_HOME: home });
+      expect(second.code).toBe(1);
+      const lines = second.stderr.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines.at(-1)).toMatchObject({ level: 'error', event: 'serve.failed', error: 'listen_failed' });
+      expect(String(lines.at(-1)!.message)).toMatch(/Cannot listen on 127\.0\.0\.1/);
+    } finally {
+      await first.stop();
+    }
+  });
+
   it('metrics on the main listener when enabled, and on a separate address', async () => {
     const { home } = await configured();
     const plain = await serve(home);

@@ -103,8 +103,10 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
       io.err('broker: cancelled; nothing was changed.');
       return 130;
     }
-    io.err(`broker: ${e.message}`);
-    if (e.hint) io.err(`hint: ${e.hint}`);
+    if (!e.options.logged) {
+      io.err(`broker: ${e.message}`);
+      if (e.hint) io.err(`hint: ${e.hint}`);
+    }
     if (e.code === 'internal' && io.env.BROKER_DEBUG) io.err(String((e.cause as Error)?.stack ?? e.cause));
     return EXIT_CODE[e.code];
   }

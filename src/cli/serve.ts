@@ -82,7 +82,16 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
   const log = makeLogger(format, (l) => {
     if (pending.push(l) === 1) setImmediate(flush);
   });
-  const { broker, settings, store } = await openBroker(home, io.env, { fetch: globalThis.fetch, now: Date.now, log });
+  // With JSON logs, a failure to start is a JSON line too (main then prints nothing).
+  const failed = (e: unknown): unknown => {
+    if (format !== 'json' || !(e instanceof BrokerError)) return e;
+    log.error('serve.failed', { error: e.code, message: e.message, hint: e.hint });
+    flush();
+    return new BrokerError(e.code, e.message, { ...e.options, logged: true });
+  };
+  const { broker, settings, store } = await openBroker(home, io.env, { fetch: globalThis.fetch, now: Date.now, log }).catch((e: unknown) => {
+    throw failed(e);
+  });
   let current = effective(flags, io.env, settings);
   let running: RunningServer;
   try {
@@ -112,7 +121,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
     }
   } catch (e) {
     store.close();
-    throw e;
+    throw failed(e);
   }
   const secret = secretWarning(settings.secretExpires, Date.now());
   if (secret) log.warn('app.secret_expiry', { warning: secret });
