@@ -29,6 +29,25 @@ import type { LoadResult, LoadSpec } from './load.ts';
 import { realisticGrant, seedStore } from './seed.ts';
 import pkg from '../package.json' with { type: 'json' };
 
+const USAGE = `usage: bun bench/run.ts [--only seal]
+
+Measures the compiled dist/broker against baselines (about a minute; builds it
+first if it is older than src/), prints the table and writes
+bench/results/latest.json. --only seal runs row 6 alone, in process, in seconds
+(bench/results/seal.json). Environment: BENCH_ROUNDS, BENCH_QUICK=1, BENCH_KEEP=1,
+BENCH_STRICT=1, BENCH_BINARY=path (see the top of bench/run.ts).
+`;
+const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const ONLY_SEAL = args.join(' ') === '--only seal';
+if (args.length && !ONLY_SEAL) {
+  process.stderr.write(USAGE);
+  process.exit(2);
+}
+
 const ROOT = resolve(import.meta.dirname, '..');
 const BENCH = join(ROOT, 'bench');
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -136,8 +155,22 @@ async function makeHome(binary: string, name: string): Promise<Home> {
   const port = await freePort();
   const secretFile = join(work, name, 'client-secret');
   writeFileSync(secretFile, `${entra!.clientSecret}\n`, { mode: 0o600 });
-  const args = ['init', '--non-interactive', '--client-id', entra!.clientId, '--client-secret-file', secretFile, '--authority', entra!.authority,
-    '--public-url', `http://127.0.0.1:${port}`, '--listen', `127.0.0.1:${port}`, '--passcode', PASSCODE];
+  const args = [
+    'init',
+    '--non-interactive',
+    '--client-id',
+    entra!.clientId,
+    '--client-secret-file',
+    secretFile,
+    '--authority',
+    entra!.authority,
+    '--public-url',
+    `http://127.0.0.1:${port}`,
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--passcode',
+    PASSCODE,
+  ];
   const r = spawnSync(binary, args, { env: brokerEnv(dir), encoding: 'utf8', timeout: 30_000 });
   if (r.status !== 0) throw new Error(`broker init (${name}) exited ${r.status}: ${r.stderr}`);
   return { name, dir, port, url: `http://127.0.0.1:${port}`, log: join(work, name, 'serve.log') };
@@ -199,8 +232,14 @@ async function ownRefreshToken(redirectUri: string): Promise<{ current: string }
   const challenge = createHash('sha256').update(verifier).digest('base64url');
   const url = new URL(entra!.authorizeUrl());
   url.search = new URLSearchParams({
-    client_id: entra!.clientId, response_type: 'code', redirect_uri: redirectUri, scope: SCOPE,
-    state: randomBytes(8).toString('hex'), nonce: randomBytes(8).toString('hex'), code_challenge: challenge, code_challenge_method: 'S256',
+    client_id: entra!.clientId,
+    response_type: 'code',
+    redirect_uri: redirectUri,
+    scope: SCOPE,
+    state: randomBytes(8).toString('hex'),
+    nonce: randomBytes(8).toString('hex'),
+    code_challenge: challenge,
+    code_challenge_method: 'S256',
   }).toString();
   const callback = new URL(await entra!.login(url.href, { username: 'bench-direct' }));
   const code = callback.searchParams.get('code');
@@ -209,7 +248,15 @@ async function ownRefreshToken(redirectUri: string): Promise<{ current: string }
     signal: AbortSignal.timeout(30_000),
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-    body: new URLSearchParams({ client_id: entra!.clientId, client_secret: entra!.clientSecret, grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: verifier, scope: SCOPE }),
+    body: new URLSearchParams({
+      client_id: entra!.clientId,
+      client_secret: entra!.clientSecret,
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: redirectUri,
+      code_verifier: verifier,
+      scope: SCOPE,
+    }),
   });
   const body = (await res.json()) as { refresh_token?: string };
   if (!body.refresh_token) throw new Error(`direct code redemption failed: ${JSON.stringify(body)}`);
@@ -223,7 +270,13 @@ async function directRefresh(rt: { current: string }, via?: string): Promise<{ m
     signal: AbortSignal.timeout(30_000),
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-    body: new URLSearchParams({ client_id: entra!.clientId, client_secret: entra!.clientSecret, grant_type: 'refresh_token', refresh_token: rt.current, scope: SCOPE }),
+    body: new URLSearchParams({
+      client_id: entra!.clientId,
+      client_secret: entra!.clientSecret,
+      grant_type: 'refresh_token',
+      refresh_token: rt.current,
+      scope: SCOPE,
+    }),
   });
   const body = (await res.json()) as { refresh_token?: string };
   const elapsed = performance.now() - t0;
@@ -233,16 +286,50 @@ async function directRefresh(rt: { current: string }, via?: string): Promise<{ m
 
 // ---------------------------------------------------------------------------
 
+/** What the measurements share: the binary, both homes and their servers, the baseline, the logged-in connections. */
+interface Suite {
+  binary: string;
+  sodium: Awaited<ReturnType<typeof loadSodium>>;
+  entra: Entra;
+  A: Home;
+  B: Home;
+  /** Spawn-to-ready times per home, from measureReady. */
+  ready: Record<string, number[]>;
+  srvA: Running;
+  srvB: Running;
+  baseline: ChildProcess;
+  baselinePort: number;
+  /** AuthIDs with 1 h tokens (cache hits), one with 30 s tokens per home (refreshes), one with a 2 s token (the storm). */
+  hitA: string[];
+  hitB: string[];
+  refA: string;
+  refB: string;
+  stormA: string;
+  stormIssued: number;
+}
+
 async function main(): Promise<void> {
   const m = machine();
   log(`machine: ${m.cores} cores, ${m.cpuModel}, Bun ${m.bun}, load average ${m.loadavgStart.join(' ')}`);
-  const binary = ensureBinary();
   const sodium = await loadSodium();
+  if (!ONLY_SEAL) {
+    const suite = await setUp(sodium);
+    await measureStorm(suite);
+    const hit = await measureCacheHit(suite);
+    const refresh = await measureRefresh(suite);
+    measureScale(suite, hit, refresh);
+    await tearDown(suite);
+    await measureCli(suite.binary, suite.A);
+  }
+  measureSeal(sodium);
+  report(m);
+}
 
+/** Homes A = 10 connections (5 real logins + 5 seeded) and B = 100,000 (4 real + 99,996 seeded); #4c's start-up times; both servers and the baseline running. */
+async function setUp(sodium: Suite['sodium']): Promise<Suite> {
+  const binary = ensureBinary();
   entra = await startEntra({ acceptRedirectUri: (u) => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(u) });
   log(`provider at ${entra.authority}`);
-
-  // Homes: A = 10 connections (5 real logins + 5 seeded), B = 100,000 (4 real + 99,996 seeded).
   const A = await makeHome(binary, 'small');
   const B = await makeHome(binary, 'large');
   const seedA = await seedStore(join(A.dir, 'broker.db'), SMALL - 5, { sodium });
@@ -250,23 +337,11 @@ async function main(): Promise<void> {
   log(`seeded ${seedB.count} connections in ${seedB.ms} ms (${seedB.perSecond}/s, envelopes of ${seedB.envelopeBytes} bytes)`);
   details.seed = { small: seedA, large: seedB, dbBytesLarge: statSync(join(B.dir, 'broker.db')).size };
 
-  // --- #4 ready time: interleaved spawns of both stores
-  const ready: Record<string, number[]> = { small: [], large: [] };
-  // One unmeasured start each: the first read of a fresh 100 MB binary is a page-cache effect, not start-up.
-  for (const h of [A, B]) await stopChild((await serve(binary, h)).child);
-  for (let r = 0; r < ROUNDS; r++) {
-    for (const h of r % 2 ? [B, A] : [A, B]) {
-      const s = await serve(binary, h);
-      ready[h.name]!.push(s.readyMs);
-      await stopChild(s.child);
-    }
-  }
-  log(`ready: small ${ready.small!.map((v) => round(v, 1)).join(', ')} ms; large ${ready.large!.map((v) => round(v, 1)).join(', ')} ms`);
-
+  const ready = await measureReady(binary, A, B);
   const srvA = await serve(binary, A);
   const srvB = await serve(binary, B);
 
-  // --- real logins
+  // Real logins, each with the token lifetime its measurement needs.
   entra.setAccessTokenTtl(3600);
   const hitA = [await login(A), await login(A), await login(A)];
   const hitB = [await login(B), await login(B), await login(B)];
@@ -282,8 +357,36 @@ async function main(): Promise<void> {
   const baseline = spawn(process.execPath, [join(BENCH, 'baseline-server.ts'), entra.tokenUrl()], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(baseline);
   const baselinePort = (JSON.parse(await firstLine(baseline, 15_000, 'baseline-server')) as { port: number }).port;
+  return { binary, sodium, entra, A, B, ready, srvA, srvB, baseline, baselinePort, hitA, hitB, refA, refB, stormA, stormIssued };
+}
 
-  // --- #3 500 concurrent /refresh for one connection whose (2 s) token has just expired; Microsoft then issues 1 h tokens
+async function tearDown(s: Suite): Promise<void> {
+  await stopChild(s.srvA.child);
+  await stopChild(s.srvB.child);
+  await stopChild(s.baseline);
+  await s.entra.close();
+  entra = undefined;
+}
+
+/** #4c: spawn to ready, both stores interleaved. */
+async function measureReady(binary: string, A: Home, B: Home): Promise<Record<string, number[]>> {
+  const ready: Record<string, number[]> = { small: [], large: [] };
+  // One unmeasured start each: the first read of a fresh 100 MB binary is a page-cache effect, not start-up.
+  for (const h of [A, B]) await stopChild((await serve(binary, h)).child);
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const h of r % 2 ? [B, A] : [A, B]) {
+      const s = await serve(binary, h);
+      ready[h.name]!.push(s.readyMs);
+      await stopChild(s.child);
+    }
+  }
+  log(`ready: small ${ready.small!.map((v) => round(v, 1)).join(', ')} ms; large ${ready.large!.map((v) => round(v, 1)).join(', ')} ms`);
+  details.ready = ready;
+  return ready;
+}
+
+/** #3: 500 concurrent /refresh for one connection whose (2 s) token has just expired; Microsoft then issues 1 h tokens. */
+async function measureStorm({ entra, A, stormA, stormIssued }: Suite): Promise<void> {
   const waitFor = stormIssued + 2500 - Date.now();
   if (waitFor > 0) await sleep(waitFor);
   const before = entra.stats();
@@ -293,91 +396,139 @@ async function main(): Promise<void> {
   const tokens = new Set(storm.bodies!.map((b) => /"access_token":"([^"]+)"/.exec(b)?.[1] ?? `?${b.slice(0, 60)}`));
   const ok200 = storm.statuses['200'] ?? 0;
   rows.push({
-    id: '3', measurement: `${STORM} concurrent /refresh, one expired token`, baseline: '—',
+    id: '3',
+    measurement: `${STORM} concurrent /refresh, one expired token`,
+    baseline: '—',
     subject: `${ok200}/${STORM} ok, ${upstreamCalls} upstream call${upstreamCalls === 1 ? '' : 's'}, ${tokens.size} token${tokens.size === 1 ? '' : 's'}`,
-    ratio: '—', target: 'all ok, 1 call', pass: ok200 === STORM && upstreamCalls === 1 && tokens.size === 1,
+    ratio: '—',
+    target: 'all ok, 1 call',
+    pass: ok200 === STORM && upstreamCalls === 1 && tokens.size === 1,
   });
   details.storm = { ...storm, bodies: undefined, upstreamCalls, distinctTokens: tokens.size, lastMs: storm.latencyMs.max };
   log(`storm: ${ok200}/${STORM} ok, ${upstreamCalls} upstream calls, all answered within ${storm.latencyMs.max} ms`);
+}
 
-  // --- #1 and #4 (cache hit): baseline, small store and large store, interleaved, rotating order
-  for (const [url, ids] of [[A.url, hitA], [B.url, hitB]] as const) {
+type Side = 'baseline' | 'small' | 'large';
+
+/** #1 (and the data of #4a): cache hits on the baseline, the small and the large store, interleaved in rotating order. */
+async function measureCacheHit(s: Suite): Promise<Record<Side, LoadResult[]>> {
+  for (const [url, ids] of [
+    [s.A.url, s.hitA],
+    [s.B.url, s.hitB],
+  ] as const) {
     for (const id of ids) {
       const r = await getRefresh(url, id);
       if (r.status !== 200) throw new Error(`warm-up /refresh answered ${r.status}`);
     }
   }
-  const hit: Record<'baseline' | 'small' | 'large', LoadResult[]> = { baseline: [], small: [], large: [] };
+  const hit: Record<Side, LoadResult[]> = { baseline: [], small: [], large: [] };
   const subjects = [
-    { name: 'baseline' as const, port: baselinePort, ids: [] as string[], pid: baseline.pid! },
-    { name: 'small' as const, port: A.port, ids: hitA, pid: srvA.child.pid! },
-    { name: 'large' as const, port: B.port, ids: hitB, pid: srvB.child.pid! },
+    { name: 'baseline' as const, port: s.baselinePort, ids: [] as string[], pid: s.baseline.pid! },
+    { name: 'small' as const, port: s.A.port, ids: s.hitA, pid: s.srvA.child.pid! },
+    { name: 'large' as const, port: s.B.port, ids: s.hitB, pid: s.srvB.child.pid! },
   ];
   /** Server CPU time per request (all threads), a scheduler-independent cost next to requests/s. */
-  const cpuPerReq: Record<'baseline' | 'small' | 'large', number[]> = { baseline: [], small: [], large: [] };
+  const cpuPerReq: Record<Side, number[]> = { baseline: [], small: [], large: [] };
   for (let r = 0; r < ROUNDS; r++) {
     for (let k = 0; k < subjects.length; k++) {
-      const s = subjects[(k + r) % subjects.length]!;
-      const cpu0 = cpuMs(s.pid);
+      const sub = subjects[(k + r) % subjects.length]!;
+      const cpu0 = cpuMs(sub.pid);
       const res = await load({
-        mode: 'closed', port: s.port, path: '/refresh', connections: CONNECTIONS, warmupMs: WARMUP_MS, durationMs: LOAD_MS,
-        headerSets: s.ids.map((id) => ({ 'X-AuthID': id })), hardTimeoutMs: 20_000,
+        mode: 'closed',
+        port: sub.port,
+        path: '/refresh',
+        connections: CONNECTIONS,
+        warmupMs: WARMUP_MS,
+        durationMs: LOAD_MS,
+        headerSets: sub.ids.map((id) => ({ 'X-AuthID': id })),
+        hardTimeoutMs: 20_000,
       });
-      hit[s.name].push(res);
-      cpuPerReq[s.name].push(((cpuMs(s.pid) - cpu0) * 1000) / res.totalRequests);
+      hit[sub.name].push(res);
+      cpuPerReq[sub.name].push(((cpuMs(sub.pid) - cpu0) * 1000) / res.totalRequests);
     }
-    log(`cache-hit round ${r + 1}: ${subjects.map((s) => `${s.name} ${hit[s.name].at(-1)!.rps}/s p99 ${hit[s.name].at(-1)!.latencyMs.p99} ms ${round(cpuPerReq[s.name].at(-1)!, 1)} µs CPU/req`).join('; ')}`);
+    log(
+      `cache-hit round ${r + 1}: ${subjects.map((sub) => `${sub.name} ${hit[sub.name].at(-1)!.rps}/s p99 ${hit[sub.name].at(-1)!.latencyMs.p99} ms ${round(cpuPerReq[sub.name].at(-1)!, 1)} µs CPU/req`).join('; ')}`,
+    );
   }
   const errorsHit = [...hit.small, ...hit.large, ...hit.baseline].reduce((a, r) => a + r.errors, 0);
   const rpsRatio = median(hit.small.map((r, i) => r.rps / hit.baseline[i]!.rps));
   const p99Small = median(hit.small.map((r) => r.latencyMs.p99));
   const p99Base = median(hit.baseline.map((r) => r.latencyMs.p99));
   rows.push({
-    id: '1a', measurement: `/refresh cache hit, ${CONNECTIONS} conns: requests/s`,
-    baseline: `${Math.round(median(hit.baseline.map((r) => r.rps)))}/s`, subject: `${Math.round(median(hit.small.map((r) => r.rps)))}/s`,
-    ratio: x(rpsRatio), target: '≥ 0.6×', pass: rpsRatio >= 0.6 && errorsHit === 0,
+    id: '1a',
+    measurement: `/refresh cache hit, ${CONNECTIONS} conns: requests/s`,
+    baseline: `${Math.round(median(hit.baseline.map((r) => r.rps)))}/s`,
+    subject: `${Math.round(median(hit.small.map((r) => r.rps)))}/s`,
+    ratio: x(rpsRatio),
+    target: '≥ 0.6×',
+    pass: rpsRatio >= 0.6 && errorsHit === 0,
   });
   const cpuBase = median(cpuPerReq.baseline);
   const cpuSmall = median(cpuPerReq.small);
   rows.push({
-    id: '1b', measurement: `/refresh cache hit, ${CONNECTIONS} conns: p99 latency`,
-    baseline: ms(p99Base), subject: ms(p99Small), ratio: x(p99Small / p99Base), target: '≤ 5 ms', pass: p99Small <= 5 && errorsHit === 0,
+    id: '1b',
+    measurement: `/refresh cache hit, ${CONNECTIONS} conns: p99 latency`,
+    baseline: ms(p99Base),
+    subject: ms(p99Small),
+    ratio: x(p99Small / p99Base),
+    target: '≤ 5 ms',
+    pass: p99Small <= 5 && errorsHit === 0,
   });
   rows.push({
-    id: '1c', measurement: '/refresh cache hit: server CPU time per request',
-    baseline: `${round(cpuBase, 1)} µs`, subject: `${round(cpuSmall, 1)} µs`, ratio: x(cpuSmall / cpuBase), target: '—', pass: null,
+    id: '1c',
+    measurement: '/refresh cache hit: server CPU time per request',
+    baseline: `${round(cpuBase, 1)} µs`,
+    subject: `${round(cpuSmall, 1)} µs`,
+    ratio: x(cpuSmall / cpuBase),
+    target: '—',
+    pass: null,
   });
+  details.cacheHit = hit;
+  details.cpuMicrosPerRequest = cpuPerReq;
+  return hit;
+}
 
-  // --- #2 and #4 (refresh): direct to the provider vs through each broker, interleaved
+type RefreshRound = { direct: number[]; relay: number[]; small: number[]; large: number[] };
+
+/** #2 (and the data of #4b): direct to the provider, through a bare relay, and through each broker, interleaved. */
+async function measureRefresh(s: Suite): Promise<RefreshRound[]> {
+  const { entra, A, B, refA, refB } = s;
   entra.setAccessTokenTtl(30);
   const rt = await ownRefreshToken(`${A.url}/logged-in`);
-  for (const [url, id] of [[A.url, refA], [B.url, refB]] as const) {
+  for (const [url, id] of [
+    [A.url, refA],
+    [B.url, refB],
+  ] as const) {
     for (let i = 0; i < 3; i++) {
       const r = await getRefresh(url, id);
       if (r.status !== 200) throw new Error(`warm-up refresh answered ${r.status}`);
     }
   }
   for (let i = 0; i < 3; i++) await directRefresh(rt);
-  const relayUrl = `http://127.0.0.1:${baselinePort}/relay`;
+  const relayUrl = `http://127.0.0.1:${s.baselinePort}/relay`;
   for (let i = 0; i < 3; i++) await directRefresh(rt, relayUrl);
-  const refreshRounds: { direct: number[]; relay: number[]; small: number[]; large: number[] }[] = [];
+  const refreshRounds: RefreshRound[] = [];
   const s0 = entra.stats();
   let refreshErrors = 0;
   for (let r = 0; r < ROUNDS; r++) {
-    const round_ = { direct: [] as number[], relay: [] as number[], small: [] as number[], large: [] as number[] };
+    const round_: RefreshRound = { direct: [], relay: [], small: [], large: [] };
     for (let i = 0; i < REFRESH_ITER; i++) {
       const order = (['direct', 'relay', 'small', 'large'] as const).map((_, k, a) => a[(k + i + r) % 4]!);
       for (const which of order) {
         const res =
-          which === 'direct' ? await directRefresh(rt)
-          : which === 'relay' ? await directRefresh(rt, relayUrl)
-          : await getRefresh(which === 'small' ? A.url : B.url, which === 'small' ? refA : refB);
+          which === 'direct'
+            ? await directRefresh(rt)
+            : which === 'relay'
+              ? await directRefresh(rt, relayUrl)
+              : await getRefresh(which === 'small' ? A.url : B.url, which === 'small' ? refA : refB);
         if (res.status !== 200) refreshErrors++;
         round_[which].push(res.ms);
       }
     }
     refreshRounds.push(round_);
-    log(`refresh round ${r + 1}: direct ${round(median(round_.direct), 2)} ms, relay ${round(median(round_.relay), 2)} ms, small ${round(median(round_.small), 2)} ms, large ${round(median(round_.large), 2)} ms`);
+    log(
+      `refresh round ${r + 1}: direct ${round(median(round_.direct), 2)} ms, relay ${round(median(round_.relay), 2)} ms, small ${round(median(round_.small), 2)} ms, large ${round(median(round_.large), 2)} ms`,
+    );
   }
   const s1 = entra.stats();
   // Strict reuse detection in the provider: a broker that ever reused a rotated refresh token would show here.
@@ -389,67 +540,109 @@ async function main(): Promise<void> {
   const directMed = median(refreshRounds.map((r) => median(r.direct)));
   const smallMed = median(refreshRounds.map((r) => median(r.small)));
   rows.push({
-    id: '2', measurement: '/refresh calling the provider: added latency (median)',
-    baseline: `${ms(directMed)} direct`, subject: `${ms(smallMed)} (+${ms(added)})`, ratio: x(smallMed / directMed),
-    target: 'added ≤ 2 ms', pass: added <= 2 && refreshErrors === 0 && upstreamDuring === expectedUpstream,
+    id: '2',
+    measurement: '/refresh calling the provider: added latency (median)',
+    baseline: `${ms(directMed)} direct`,
+    subject: `${ms(smallMed)} (+${ms(added)})`,
+    ratio: x(smallMed / directMed),
+    target: 'added ≤ 2 ms',
+    pass: added <= 2 && refreshErrors === 0 && upstreamDuring === expectedUpstream,
   });
   const relayAdded = median(refreshRounds.map((r) => median(r.relay) - median(r.direct)));
   const oursAdded = median(refreshRounds.map((r) => median(r.small) - median(r.relay)));
   rows.push({
-    id: '2b', measurement: '… of which a bare Bun relay adds / the broker adds beyond it',
-    baseline: `+${ms(relayAdded)} relay`, subject: `+${ms(oursAdded)} beyond relay`, ratio: '—', target: '—', pass: null,
+    id: '2b',
+    measurement: '… of which a bare Bun relay adds / the broker adds beyond it',
+    baseline: `+${ms(relayAdded)} relay`,
+    subject: `+${ms(oursAdded)} beyond relay`,
+    ratio: '—',
+    target: '—',
+    pass: null,
   });
-  details.refresh = { rounds: refreshRounds.map((r) => ({ direct: median(r.direct), relay: median(r.relay), small: median(r.small), large: median(r.large) })), relayAddedMs: relayAdded, brokerBeyondRelayMs: oursAdded, addedSmallMs: added, addedLargeMs: addedLarge, upstreamDuring, expectedUpstream, refreshErrors };
+  details.refresh = {
+    rounds: refreshRounds.map((r) => ({ direct: median(r.direct), relay: median(r.relay), small: median(r.small), large: median(r.large) })),
+    relayAddedMs: relayAdded,
+    brokerBeyondRelayMs: oursAdded,
+    addedSmallMs: added,
+    addedLargeMs: addedLarge,
+    upstreamDuring,
+    expectedUpstream,
+    refreshErrors,
+  };
+  return refreshRounds;
+}
 
-  // --- #4: 100,000 vs 10 connections
+/** #4: the 100,000-connection store against the 10-connection one, from the rounds above, plus memory. */
+function measureScale(s: Suite, hit: Record<Side, LoadResult[]>, refreshRounds: RefreshRound[]): void {
   const hitLatRatio = median(hit.large.map((r, i) => r.latencyMs.p50 / hit.small[i]!.latencyMs.p50));
   const hitRpsRatio = median(hit.large.map((r, i) => r.rps / hit.small[i]!.rps));
   rows.push({
-    id: '4a', measurement: `100k store: cache-hit p50 latency, ${CONNECTIONS} conns`,
-    baseline: `${ms(median(hit.small.map((r) => r.latencyMs.p50)))} (10 conns)`, subject: ms(median(hit.large.map((r) => r.latencyMs.p50))),
-    ratio: `${x(hitLatRatio)} (req/s ${x(hitRpsRatio)})`, target: '≤ 1.25×', pass: hitLatRatio <= 1.25,
+    id: '4a',
+    measurement: `100k store: cache-hit p50 latency, ${CONNECTIONS} conns`,
+    baseline: `${ms(median(hit.small.map((r) => r.latencyMs.p50)))} (10 conns)`,
+    subject: ms(median(hit.large.map((r) => r.latencyMs.p50))),
+    ratio: `${x(hitLatRatio)} (req/s ${x(hitRpsRatio)})`,
+    target: '≤ 1.25×',
+    pass: hitLatRatio <= 1.25,
   });
+  const smallMed = median(refreshRounds.map((r) => median(r.small)));
+  const addedLarge = median(refreshRounds.map((r) => median(r.large) - median(r.direct)));
   const refRatio = median(refreshRounds.map((r) => median(r.large) / median(r.small)));
   rows.push({
-    id: '4b', measurement: '100k store: refresh latency (median)',
-    baseline: `${ms(smallMed)} (10 conns)`, subject: `${ms(median(refreshRounds.map((r) => median(r.large))))} (+${ms(addedLarge)})`,
-    ratio: x(refRatio), target: '≤ 1.25×', pass: refRatio <= 1.25,
+    id: '4b',
+    measurement: '100k store: refresh latency (median)',
+    baseline: `${ms(smallMed)} (10 conns)`,
+    subject: `${ms(median(refreshRounds.map((r) => median(r.large))))} (+${ms(addedLarge)})`,
+    ratio: x(refRatio),
+    target: '≤ 1.25×',
+    pass: refRatio <= 1.25,
   });
-  const readySmall = median(ready.small!);
-  const readyLarge = median(ready.large!);
+  const readySmall = median(s.ready.small!);
+  const readyLarge = median(s.ready.large!);
   rows.push({
-    id: '4c', measurement: '100k store: `serve` ready (spawn → /healthz)',
-    baseline: `${ms(readySmall)} (10 conns)`, subject: ms(readyLarge), ratio: x(readyLarge / readySmall), target: '≤ 300 ms', pass: readyLarge <= 300,
+    id: '4c',
+    measurement: '100k store: `serve` ready (spawn → /healthz)',
+    baseline: `${ms(readySmall)} (10 conns)`,
+    subject: ms(readyLarge),
+    ratio: x(readyLarge / readySmall),
+    target: '≤ 300 ms',
+    pass: readyLarge <= 300,
   });
-  const memA = rssMiB(srvA.child.pid!);
-  const memB = rssMiB(srvB.child.pid!);
+  const memA = rssMiB(s.srvA.child.pid!);
+  const memB = rssMiB(s.srvB.child.pid!);
   rows.push({
-    id: '4d', measurement: '100k store: RSS after the load',
-    baseline: `${memA.rss} MB (10 conns)`, subject: `${memB.rss} MB (peak ${memB.hwm}; anon ${memB.anon})`, ratio: x(memB.rss / memA.rss), target: '≤ 150 MB', pass: memB.rss <= 150,
+    id: '4d',
+    measurement: '100k store: RSS after the load',
+    baseline: `${memA.rss} MB (10 conns)`,
+    subject: `${memB.rss} MB (peak ${memB.hwm}; anon ${memB.anon})`,
+    ratio: x(memB.rss / memA.rss),
+    target: '≤ 150 MB',
+    pass: memB.rss <= 150,
   });
-  details.ready = ready;
   details.memoryMiB = { small: memA, large: memB };
-  details.cacheHit = hit;
-  details.cpuMicrosPerRequest = cpuPerReq;
+}
 
-  await stopChild(srvA.child);
-  await stopChild(srvB.child);
-  await stopChild(baseline);
-  await entra.close();
-  entra = undefined;
-
-  // --- #5 CLI start-up against a compiled hello-world
+/** #5: CLI start-up against a compiled hello-world, interleaved. */
+async function measureCli(binary: string, A: Home): Promise<void> {
   const helloDir = join(work, 'hello');
   mkdirSync(helloDir);
   writeFileSync(join(helloDir, 'hello.ts'), "console.log('hello');\n");
-  const hb = spawnSync(process.execPath, ['build', '--compile', '--bytecode', '--format=esm', '--minify', join(helloDir, 'hello.ts'), '--outfile', join(helloDir, 'hello')], { encoding: 'utf8', timeout: 120_000 });
+  const hb = spawnSync(
+    process.execPath,
+    ['build', '--compile', '--bytecode', '--format=esm', '--minify', join(helloDir, 'hello.ts'), '--outfile', join(helloDir, 'hello')],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
   if (hb.status !== 0) throw new Error(`hello-world build failed: ${hb.stderr}`);
   const cli = { hello: [] as number[], version: [] as number[], list: [] as number[] };
   const envA = brokerEnv(A.dir);
   let cliErrors = 0;
   for (let i = 0; i < 3; i++) for (const c of [[join(helloDir, 'hello')], [binary, '--version'], [binary, 'list']]) timeProcess(c, envA);
   for (let i = 0; i < CLI_RUNS; i++) {
-    const runs = [['hello', [join(helloDir, 'hello')]], ['version', [binary, '--version']], ['list', [binary, 'list']]] as const;
+    const runs = [
+      ['hello', [join(helloDir, 'hello')]],
+      ['version', [binary, '--version']],
+      ['list', [binary, 'list']],
+    ] as const;
     for (let k = 0; k < 3; k++) {
       const [name, cmd] = runs[(k + i) % 3]!;
       const t = timeProcess([...cmd], envA);
@@ -462,16 +655,32 @@ async function main(): Promise<void> {
   const versionMed = median(cli.version);
   const listMed = median(cli.list);
   rows.push({
-    id: '5a', measurement: `\`broker --version\` (${CLI_RUNS} runs)`, baseline: `${ms(helloMed)} hello-world`, subject: ms(versionMed),
-    ratio: x(versionMed / helloMed), target: '≤ 25 ms', pass: versionMed <= 25 && cliErrors === 0,
+    id: '5a',
+    measurement: `\`broker --version\` (${CLI_RUNS} runs)`,
+    baseline: `${ms(helloMed)} hello-world`,
+    subject: ms(versionMed),
+    ratio: x(versionMed / helloMed),
+    target: '≤ 25 ms',
+    pass: versionMed <= 25 && cliErrors === 0,
   });
   rows.push({
-    id: '5b', measurement: `\`broker list\`, 10 connections (${CLI_RUNS} runs)`, baseline: `${ms(helloMed)} hello-world`, subject: ms(listMed),
-    ratio: x(listMed / helloMed), target: '—', pass: cliErrors === 0 ? null : false,
+    id: '5b',
+    measurement: `\`broker list\`, 10 connections (${CLI_RUNS} runs)`,
+    baseline: `${ms(helloMed)} hello-world`,
+    subject: ms(listMed),
+    ratio: x(listMed / helloMed),
+    target: '—',
+    pass: cliErrors === 0 ? null : false,
   });
-  details.cli = { medians: { hello: helloMed, version: versionMed, list: listMed }, p90: { hello: quantile(cli.hello, 0.9), version: quantile(cli.version, 0.9), list: quantile(cli.list, 0.9) }, samples: cli };
+  details.cli = {
+    medians: { hello: helloMed, version: versionMed, list: listMed },
+    p90: { hello: quantile(cli.hello, 0.9), version: quantile(cli.version, 0.9), list: quantile(cli.list, 0.9) },
+    samples: cli,
+  };
+}
 
-  // --- #6 sealing: seal + open of one realistic record, in process
+/** #6: seal + open of one realistic record, in process. */
+function measureSeal(sodium: Suite['sodium']): void {
   const { parsed } = generateAuthId((n) => sodium.randombytes_buf(n));
   const keys = deriveKeys(sodium, parsed);
   const grant = realisticGrant(Date.now());
@@ -490,12 +699,18 @@ async function main(): Promise<void> {
   }
   const sealMed = median(perSecond);
   rows.push({
-    id: '6', measurement: `seal + open of one ${(recordBytes / 1024).toFixed(1)} KB record`, baseline: '—', subject: `${Math.round(sealMed)}/s`,
-    ratio: '—', target: '≥ 50,000/s', pass: sealMed >= 50_000,
+    id: '6',
+    measurement: `seal + open of one ${(recordBytes / 1024).toFixed(1)} KB record`,
+    baseline: '—',
+    subject: `${Math.round(sealMed)}/s`,
+    ratio: '—',
+    target: '≥ 50,000/s',
+    pass: sealMed >= 50_000,
   });
   details.seal = { recordBytes, perSecond: perSecond.map(Math.round) };
+}
 
-  // --- report
+function report(m: ReturnType<typeof machine>): void {
   m.loadavgEnd = loadavg().map((v) => round(v, 2));
   rows.sort((p, q) => p.id.localeCompare(q.id, 'en', { numeric: true }));
   const table = formatTable(rows);
@@ -505,8 +720,8 @@ async function main(): Promise<void> {
   const resultsDir = join(BENCH, 'results');
   mkdirSync(resultsDir, { recursive: true });
   const out = { date: new Date().toISOString(), machine: m, rounds: ROUNDS, quick: QUICK, durationS: round((performance.now() - T0) / 1000, 1), rows, details };
-  writeFileSync(join(resultsDir, 'latest.json'), `${JSON.stringify(out, null, 2)}\n`);
-  process.stdout.write(`\nwrote bench/results/latest.json (${out.durationS} s)\n`);
+  writeFileSync(join(resultsDir, ONLY_SEAL ? 'seal.json' : 'latest.json'), `${JSON.stringify(out, null, 2)}\n`);
+  process.stdout.write(`\nwrote bench/results/${ONLY_SEAL ? 'seal' : 'latest'}.json (${out.durationS} s)\n`);
 }
 
 function formatTable(rs: Row[]): string {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BrokerError } from '../src/errors.ts';
 import { Store } from '../src/store/store.ts';
+import { prng } from './support/prng.ts';
 import { expireCachedToken, PASSCODE, PUBLIC_URL, startHarness, type Harness } from './support/harness.ts';
 
 let h: Harness;
@@ -85,22 +86,50 @@ describe('login', () => {
   it('a code injected into another login fails (PKCE binds the code to its login)', async () => {
     const a = await h.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: PASSCODE })));
     const b = await h.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: PASSCODE })));
+    const qa = new URL(a.headers.get('location')!).searchParams;
+    const qb = new URL(b.headers.get('location')!).searchParams;
+    // Every login has its own verifier, so its own challenge.
+    expect(qa.get('code_challenge')).not.toBe(qb.get('code_challenge'));
     const cookieA = a.headers.get('set-cookie')!.split(';')[0]!;
-    const stateA = new URL(a.headers.get('location')!).searchParams.get('state')!;
+    const stateA = qa.get('state')!;
     const callbackB = new URL(await h.entra.login(b.headers.get('location')!));
     callbackB.searchParams.set('state', stateA);
+    h.entra.resetStats();
+    const idTokens = h.entra.issued().idTokens.length;
     const res = await h.app(new Request(callbackB, { headers: { cookie: cookieA } }));
     expect(res.status).toBeGreaterThanOrEqual(400);
     expect(res.status).toBeLessThan(500);
+    // Refused by the provider, for PKCE: B's code with A's verifier. (With one verifier for every
+    // login the provider would accept it, and only the nonce check would stop the login.)
+    expect(h.entra.stats().byGrant.authorization_code).toBe(1);
+    expect(h.entra.grantErrors()).toEqual(['code_verifier does not match code_challenge']);
+    expect(h.entra.issued().idTokens.length, 'no id_token was issued, so the nonce never came into play').toBe(idTokens);
   });
 
-  it('an error from Microsoft is shown without its description text', async () => {
+  it('an error from Microsoft is shown without its description text, in the broker\'s own words', async () => {
     const started = await h.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: PASSCODE })));
     const cookie = started.headers.get('set-cookie')!.split(';')[0]!;
     const callback = await h.entra.login(started.headers.get('location')!, { cancel: true });
+    // The provider's own description (AADSTS65004: User declined…), and one that looks like a secret.
+    expect(new URL(callback).searchParams.get('error_description')).toMatch(/AADSTS65004/);
     const res = await h.app(new Request(callback, { headers: { cookie, accept: 'text/html' } }));
     expect(res.status).toBe(400);
-    expect(await res.text()).toContain('access_denied');
+    const page = await res.text();
+    expect(page).toContain('Microsoft did not complete the login (access_denied).');
+    expect(page).not.toMatch(/AADSTS65004|declined/);
+    expect(res.headers.get('x-reason')).not.toMatch(/AADSTS65004|declined/);
+
+    const again = await h.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: PASSCODE })));
+    const state = new URL(again.headers.get('location')!).searchParams.get('state')!;
+    const marker = 'SECRET-MARKER-7f3a9c<script>alert(1)</script>';
+    const forged = new URL(`${PUBLIC_URL}/logged-in`);
+    forged.search = new URLSearchParams({ error: 'access_denied', error_description: marker, state }).toString();
+    const res2 = await h.app(new Request(forged, { headers: { cookie: again.headers.get('set-cookie')!.split(';')[0]!, accept: 'text/html' } }));
+    expect(res2.status).toBe(400);
+    const page2 = await res2.text();
+    expect(page2).toContain('Microsoft did not complete the login (access_denied).');
+    expect(page2).not.toContain('SECRET-MARKER');
+    expect(res2.headers.get('x-reason') ?? '').not.toContain('SECRET-MARKER');
   });
 });
 
@@ -274,6 +303,43 @@ describe('revoke over HTTP', () => {
     expect(row.state).toBe('revoked');
     expect(row.sealed).toBeNull();
     h.clock.offsetMs = 0;
+  });
+
+  it('2000 wrong secrets for a real keyid, and secrets wrong only in their last characters, are all refused', async () => {
+    const c = await h.connect({ username: 'many-wrong' });
+    const secret = c.authid.split(':')[1]!;
+    const b32 = 'abcdefghijklmnopqrstuvwxyz234567';
+    const random = prng(0x7a6);
+    const wrong = new Set<string>();
+    while (wrong.size < 2000) {
+      let s = '';
+      for (let i = 0; i < secret.length; i++) s += b32[Math.floor(random() * 32)];
+      if (s !== secret) wrong.add(s);
+    }
+    // Only the last one or two characters (the last byte of the secret) differ.
+    for (let i = 1; i <= 2; i++) {
+      for (const ch of b32) {
+        const s = secret.slice(0, -i) + ch + secret.slice(secret.length - i + 1);
+        if (s !== secret) wrong.add(s);
+      }
+    }
+    const outcomes = new Map<string, number>();
+    let n = 0;
+    for (const s of wrong) {
+      n++;
+      // One address each, so that every attempt reaches the comparison, not the rate limit.
+      const client = `10.${(n >> 8) & 255}.${n & 255}.7`;
+      let code = 'accepted';
+      try {
+        h.broker.tokens.authenticate(`${c.keyid}:${s}`, client);
+      } catch (e) {
+        code = (e as BrokerError).code;
+      }
+      outcomes.set(code, (outcomes.get(code) ?? 0) + 1);
+    }
+    expect(Object.fromEntries(outcomes)).toEqual({ invalid_authid: wrong.size });
+    // The real one still works.
+    expect(h.broker.tokens.authenticate(c.authid, '10.255.255.7').id.keyid).toBe(c.keyid);
   });
 
   it('a wrong secret cannot revoke', async () => {

@@ -11,6 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOOPBACK_CALLBACK, configuredHome, serve, type Served } from './support/binary.ts';
 import { launchChromium, signInAtProvider, startUiServer, submitPasscode, type UiServer } from './support/browser.ts';
 import { startEntra, type Entra } from './support/entra.ts';
+import { missingCommand, unavailable } from './support/requires.ts';
+import { CHROMIUM } from './support/browser.ts';
+
+const noChromium = unavailable('browser.test.ts', 'the real-browser tests', missingCommand(CHROMIUM));
 
 const PASSCODE = 'browser-passcode-1234';
 const AUTHID = /^bk1[a-z2-7]{32}:[a-z2-7]{56}$/;
@@ -33,6 +37,7 @@ let browser: Browser | undefined;
 let brokerUrl = '';
 
 beforeAll(async () => {
+  if (noChromium) return; // every describe below is skipped, with the reason printed above
   mkdirSync(SHOTS, { recursive: true });
   entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
   allowedUi = await startUiServer();
@@ -96,7 +101,7 @@ async function openPopup(page: Page): Promise<Page> {
   return popup;
 }
 
-describe('new UI: AuthID by postMessage from the popup', () => {
+describe.skipIf(noChromium)('new UI: AuthID by postMessage from the popup', () => {
   it.each([
     ['the start page', '/?type=onedrivev2'],
     ['/refresh (oauth-url ending in /refresh)', '/refresh?type=onedrivev2'],
@@ -149,7 +154,7 @@ describe('new UI: AuthID by postMessage from the popup', () => {
   });
 });
 
-describe('legacy UI: AuthID by JSONP polling of /fetch', () => {
+describe.skipIf(noChromium)('legacy UI: AuthID by JSONP polling of /fetch', () => {
   it('a page polling /fetch?callback=angular.callbacks._0 gets the AuthID once, into its input', async () => {
     // The size Duplicati's legacy UI gives its popup (window.open … height=600,width=450).
     await withContext(
@@ -191,7 +196,7 @@ describe('legacy UI: AuthID by JSONP polling of /fetch', () => {
   });
 });
 
-describe('legacy UI from a page that is not allowed', () => {
+describe.skipIf(noChromium)('legacy UI from a page that is not allowed', () => {
   it('the fetch token is ignored: the popup still connects, but /fetch never hands out the AuthID', async () => {
     await withContext(async (ctx) => {
       const page = await ctx.newPage();
@@ -209,7 +214,7 @@ describe('legacy UI from a page that is not allowed', () => {
   });
 });
 
-describe('pages, as a person sees them', () => {
+describe.skipIf(noChromium)('pages, as a person sees them', () => {
   it('start page, wrong passcode, logged-in page and revoke page render and work (screenshots in test-artifacts/screenshots)', async () => {
     await withContext(
       async (ctx, messages) => {

@@ -105,19 +105,24 @@ describe('errors as Duplicati shows them', () => {
     }
   });
 
-  it('Microsoft down for a moment: a 5xx, and Duplicati\'s retries get through once it is back', async () => {
+  it('Microsoft down for longer than the broker\'s own retries: a 502, and Duplicati\'s retry gets through once it is back', async () => {
     entra.setAccessTokenTtl(30);
     try {
       const c = await connect();
       entra.resetStats();
-      entra.failNext(2, { status: 503, body: { error: 'temporarily_unavailable' } });
+      // The broker tries 4 times within one request (back-off 0.25, 1, 3 s); all 4 fail, so
+      // Duplicati's first attempt gets a 5xx and its own retry is what gets the token.
+      entra.failNext(4, { status: 503, body: { error: 'temporarily_unavailable' } });
       const r = await duplicatiGetToken(oauthUrl, c.authid, { backoffUnitMs: 5 });
       expect(r.accessToken.length).toBeGreaterThan(0);
+      expect(r.attempts).toBe(2);
+      expect(entra.stats().byGrant.refresh_token).toBe(5);
       expect(entra.stats().reuseDetected).toBe(0);
     } finally {
+      entra.failNext(0, {});
       entra.setAccessTokenTtl(3600);
     }
-  });
+  }, 20_000);
 
   it('every error carries X-Reason and exposes it to scripts in the browser', async () => {
     const r = await fetch(oauthUrl, { headers: { 'x-authid': 'garbage' } });

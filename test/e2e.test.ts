@@ -135,6 +135,31 @@ describe('broker serve, list, revoke', () => {
     expect((await run(['revoke', `bk1${'a'.repeat(32)}`], { BROKER_HOME: home })).code).toBe(4);
   });
 
+  it('`broker revoke <keyid>:<wrong secret>` is refused: exit 4, nothing revoked, the connection still works', async () => {
+    const c = await connectOverHttp(served.url, PASSCODE, entra.login, { username: 'e2e-revoke-wrong' });
+    expect((await refresh(served.url, c.authid)).status).toBe(200);
+    const secret = c.authid.split(':')[1]!;
+    const wrongSecrets = [
+      'a'.repeat(56),
+      `${secret.slice(0, -1)}${secret.endsWith('a') ? 'b' : 'a'}`, // only the last character differs
+      `${secret.startsWith('a') ? 'b' : 'a'}${secret.slice(1)}`,
+    ];
+    for (const wrong of wrongSecrets) {
+      const r = await run(['revoke', `${c.keyid}:${wrong}`], { BROKER_HOME: home });
+      expect(r.code, r.stdout + r.stderr).toBe(4);
+      expect(r.stderr).toContain('and this secret');
+      expect(r.stdout).not.toContain('Revoked');
+      expect(r.stderr + r.stdout).not.toContain(wrong);
+    }
+    const list = JSON.parse((await run(['list', '--json'], { BROKER_HOME: home })).stdout) as { keyid: string; state: string }[];
+    expect(list.find((x) => x.keyid === c.keyid)?.state).toBe('active');
+    expect((await refresh(served.url, c.authid)).status).toBe(200);
+    // The right AuthID does revoke.
+    const ok = await run(['revoke', c.authid], { BROKER_HOME: home });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect((await refresh(served.url, c.authid)).status).toBe(410);
+  });
+
   it('revoke over HTTP', async () => {
     const c = await connectOverHttp(served.url, PASSCODE, entra.login);
     const r = await fetch(`${served.url}/revoke`, { method: 'POST', headers: { 'x-authid': c.authid } });
@@ -148,7 +173,7 @@ describe('broker serve, list, revoke', () => {
       ['/refresh', { headers: { 'x-authid': ':' } }],
       ['/refresh', { headers: { 'x-authid': 'bk1:' } }],
       ['/refresh?authid=%ZZ%', {}],
-      ['/refresh', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'authid=' + '%'.repeat(10) }],
+      ['/refresh', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `authid=${'%'.repeat(10)}` }],
       ['/refresh', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'a'.repeat(40_000) }],
       ['/refresh', { method: 'POST', body: new Uint8Array(1000).map((_, i) => i % 256) }],
       ['/refresh', { method: 'DELETE' }],
@@ -217,14 +242,46 @@ describe('restarts and signals', () => {
     }
   });
 
-  it('logs one line per request and never a secret', async () => {
-    const { served } = await freshBroker();
-    const c = await connectOverHttp(served.url, PASSCODE, entra.login);
-    const token = ((await (await refresh(served.url, c.authid)).json()) as { access_token: string }).access_token;
-    await fetch(`${served.url}/refresh?authid=${encodeURIComponent(c.authid)}`);
-    await served.stop();
-    const log = served.stderr();
-    expect(log).toMatch(/request method=GET route=\/refresh status=200/);
-    for (const secret of [c.authid.split(':')[1]!, token, entra.clientSecret, PASSCODE]) expect(log).not.toContain(secret);
+  it.each(['text', 'json'])('logs one line per request and never a secret (%s): none of the tokens the provider issued, after a real connect and a real refresh', async (format) => {
+    // 30 s tokens are below the broker's minimum: the first /refresh rotates at the provider.
+    entra.setAccessTokenTtl(30);
+    const { home } = await configuredHome(entra, PASSCODE);
+    const served = await serve(home, {}, ['--log-format', format]);
+    try {
+      const before = entra.issued();
+      const c = await connectOverHttp(served.url, PASSCODE, entra.login, { username: `e2e-log-${format}` });
+      const token = ((await (await refresh(served.url, c.authid)).json()) as { access_token: string }).access_token;
+      await fetch(`${served.url}/refresh?authid=${encodeURIComponent(c.authid)}`);
+      await fetch(`${served.url}/refresh`, { headers: { 'x-authid': `${c.keyid}:${'a'.repeat(56)}` } });
+      const issued = entra.issued();
+      const fresh = (all: string[], old: string[]) => all.filter((t) => !old.includes(t));
+      const refreshTokens = fresh(issued.refreshTokens, before.refreshTokens);
+      const accessTokens = fresh(issued.accessTokens, before.accessTokens);
+      // One from the code redemption, at least one from each refresh: the log had its chances.
+      expect(refreshTokens.length).toBeGreaterThanOrEqual(2);
+      expect(accessTokens).toContain(token);
+      const idTokens = fresh(issued.idTokens, before.idTokens);
+      expect(idTokens.length).toBeGreaterThanOrEqual(1);
+      await served.stop();
+      const log = served.stderr();
+      expect(log).toMatch(format === 'json' ? /"event":"request".*"route":"\/refresh".*"status":200/ : /request method=GET route=\/refresh status=200/);
+      expect(log).toMatch(/connection\.created/);
+      expect(log).toMatch(/connection\.refreshed/);
+      const secrets: [string, string][] = [
+        ...refreshTokens.map((t, i): [string, string] => [`refresh token #${i}`, t]),
+        ...accessTokens.map((t, i): [string, string] => [`access token #${i}`, t]),
+        ...idTokens.map((t): [string, string] => ['id token', t]),
+        ['AuthID secret', c.authid.split(':')[1]!],
+        ['client secret', entra.clientSecret],
+        ['passcode', PASSCODE],
+      ];
+      // Whole secrets, and long enough pieces of them (a log line may be cut or reformatted).
+      const leaks = secrets.filter(([, v]) => log.includes(v) || log.includes(v.slice(0, 24)) || log.includes(v.slice(-24))).map(([what]) => what);
+      expect(leaks).toEqual([]);
+    } finally {
+      entra.setAccessTokenTtl(3600);
+      await served.stop();
+    }
   });
+
 });

@@ -30,6 +30,23 @@ const VALID_EVERY = 200;
 const TIME_BOUND_MS = 20_000;
 /** Source addresses (all loopback): the per-address limiters see several clients. */
 const SOURCES = ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6'];
+/**
+ * serve runs with --trust-proxy, and requests with a parsable request line carry an
+ * X-Forwarded-For from this many addresses: enough that most wrong AuthIDs reach the
+ * authentication path instead of the per-address limit (20 failures), few enough
+ * that the limit is reached too.
+ */
+const FORWARDED_CLIENTS = 150;
+
+/** Adds an X-Forwarded-For header after the request line, if there is a well-formed one. */
+function forwardedFrom(request: Buffer, address: string): Buffer {
+  const eol = request.indexOf('\r\n');
+  if (eol < 0 || !/^[A-Za-z]+ \S+ HTTP\/1\.[01]$/.test(request.subarray(0, eol).toString('latin1'))) return request;
+  return Buffer.concat([request.subarray(0, eol + 2), Buffer.from(`X-Forwarded-For: ${address}\r\n`), request.subarray(eol + 2)]);
+}
+
+/** A 200 that only the holder of the real AuthID may get: a token, a revoke, a connection's status. */
+const GRANTED = /"access_token"|"revoked":true|"keyid"|The AuthID is revoked|already revoked/;
 
 
 /**
@@ -346,7 +363,7 @@ beforeAll(async () => {
   const configured = await configuredHome(entra, PASSCODE);
   port = configured.port;
   const home = configured.home;
-  served = await serve(home);
+  served = await serve(home, {}, ['--trust-proxy']);
 
   const startLogin = async () => {
     const res = await fetch(`${served.url}/login`, {
@@ -395,6 +412,9 @@ describe('fuzzing every route of the binary', () => {
   const timeouts: string[] = [];
   const noAnswer = new Map<string, number>();
   const validFailures: string[] = [];
+  /** Fuzz requests (never the real AuthID) that were granted something only the real AuthID may get. */
+  const granted: string[] = [];
+  const errorCodes = new Map<string, number>();
   let sent = 0;
   let validChecked = 0;
   const rss: number[] = [];
@@ -410,6 +430,10 @@ describe('fuzzing every route of the binary', () => {
     else if (a.status !== null && a.status >= 500) fiveHundreds.push(`${a.status} ${kind}: ${firstLine} :: ${/x-reason: (.*)/i.exec(a.head)?.[1] ?? ''}`);
     if (a.end === 'timeout') timeouts.push(`${kind}: ${firstLine}`);
     if (a.status === null) noAnswer.set(kind, (noAnswer.get(kind) ?? 0) + 1);
+    const body = a.body.toString('latin1');
+    if (a.status !== null && a.status >= 200 && a.status < 300 && GRANTED.test(body)) granted.push(`${a.status} ${kind}: ${firstLine}`);
+    const code = /"error":"([a-z_]+)"/.exec(body)?.[1];
+    if (code) errorCodes.set(code, (errorCodes.get(code) ?? 0) + 1);
   };
 
   it(`${TOTAL} malformed requests (seed ${SEED}): never a 5xx, the process lives, a valid AuthID is served every ${VALID_EVERY} requests, memory stays bounded`, async () => {
@@ -440,12 +464,13 @@ describe('fuzzing every route of the binary', () => {
             continue;
           }
           const c = cases[i]!;
+          const request = forwardedFrom(c.request, `10.77.${i % FORWARDED_CLIENTS}.1`);
           sent++;
           if (c.abort) {
-            await sendAndHangUp(port, localAddress, c.request);
+            await sendAndHangUp(port, localAddress, request);
             continue;
           }
-          const a = await rawRequest({ host: '127.0.0.1', port, localAddress, timeoutMs: 5000 }, c.request, { head: c.head });
+          const a = await rawRequest({ host: '127.0.0.1', port, localAddress, timeoutMs: 5000 }, request, { head: c.head });
           record(c.kind, a, c.request);
         }
       };
@@ -461,6 +486,7 @@ describe('fuzzing every route of the binary', () => {
     const totalGrowthMiB = (rss.at(-1)! - rss[0]!) / 1024;
     console.log(
       `fuzz: seed=${SEED} sent=${sent} valid=${validChecked} in ${elapsedMs} ms; statuses ${JSON.stringify(Object.fromEntries([...byStatus].sort()))}; ` +
+        `error codes ${JSON.stringify(Object.fromEntries([...errorCodes].sort()))}; ` +
         `Bun's 505 for a non-HTTP/1.x request line: ${bun505}; ` +
         `closed without a status (Bun's parser, unknown methods): ${[...noAnswer.values()].reduce((a, b) => a + b, 0)}; ` +
         `VmRSS KiB at start and after each ${PHASE}: ${rss.join('/')} ` +
@@ -468,6 +494,11 @@ describe('fuzzing every route of the binary', () => {
     );
 
     expect(fiveHundreds, fiveHundreds.slice(0, 20).join('\n')).toEqual([]);
+    // No AuthID but the real one is ever granted anything, and wrong ones really were checked:
+    // most reached the authentication path (invalid_authid), not only the rate limit.
+    expect(granted, granted.slice(0, 20).join('\n')).toEqual([]);
+    expect(errorCodes.get('invalid_authid') ?? 0).toBeGreaterThan(50);
+    expect(errorCodes.get('invalid_authid') ?? 0).toBeGreaterThan(errorCodes.get('rate_limited') ?? 0);
     expect(timeouts, timeouts.slice(0, 20).join('\n')).toEqual([]);
     expect(validFailures, validFailures.join('\n')).toEqual([]);
     expect(validChecked).toBe(Math.floor(TOTAL / VALID_EVERY));

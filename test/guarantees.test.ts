@@ -3,7 +3,6 @@
  * each test here fails against one hand-made mutant of src/ and passes on the
  * real code.
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../src/http/app.ts';
 import { Store } from '../src/store/store.ts';

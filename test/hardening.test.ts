@@ -8,9 +8,11 @@ import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PASSCODE_MAX_LENGTH, PASSCODE_MIN_LENGTH } from '../src/broker/passcode.ts';
 import { initCommand } from '../src/cli/init.ts';
 import { processIo, type Io } from '../src/cli/io.ts';
 import { readSettings, validateHttpUrl } from '../src/config/settings.ts';
+import type { BrokerError } from '../src/errors.ts';
 import { Store } from '../src/store/store.ts';
 import { PASSCODE, PUBLIC_URL, startHarness, type Harness } from './support/harness.ts';
 
@@ -31,13 +33,18 @@ afterAll(async () => {
 // ---------------------------------------------------------------------------
 describe('a legacy fetch token only reaches the browser that Duplicati\'s page opened', () => {
   it('an attacker who planted ?token= in a link gets the owner\'s AuthID from /fetch without any of the login browser\'s cookies', async () => {
-    // The attacker picks a token and registers it (optional: the owner's click would register it too).
+    // The attacker picks a token and registers it, claiming Duplicati's origin (anyone can, outside a browser).
     const token = 'attacker-chosen-token-0001';
-    await h.app(new Request(`${PUBLIC_URL}/?type=onedrivev2&token=${token}`));
+    const registered = await h.app(new Request(`${PUBLIC_URL}/?type=onedrivev2&token=${token}`, { headers: { origin: 'http://localhost:8200' } }));
+    expect(await registered.text()).toContain(`name="token" value="${token}"`);
+    expect(registered.headers.get('set-cookie')).toMatch(/^broker_fetch=/);
+    expect(await (await h.app(new Request(`${PUBLIC_URL}/fetch?token=${token}`))).json()).toEqual({ wait: 'Not ready' });
 
-    // The owner follows the attacker's link to their own broker and connects as usual.
+    // The owner follows the attacker's link to their own broker and connects as usual; the form
+    // carries the token, but the owner's browser never got the fetch cookie that registered it.
     const page = await h.app(new Request(`${PUBLIC_URL}/?type=onedrivev2&token=${token}`));
     const ownerCookies = (page.headers.get('set-cookie') ?? '').split(/,(?=\s*\w+=)/).map((c) => c.split(';')[0]!.trim()).filter(Boolean);
+    expect(ownerCookies).toEqual([]);
     const begun = await h.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: PASSCODE, token })));
     expect(begun.status).toBe(302);
     ownerCookies.push(begun.headers.get('set-cookie')!.split(';')[0]!);
@@ -46,10 +53,12 @@ describe('a legacy fetch token only reaches the browser that Duplicati\'s page o
     expect(done.status).toBe(200);
     const authid = /id="authid"[^>]*>([^<]+)</.exec(await done.text())![1]!;
 
-    // The attacker polls /fetch from their own machine: no cookie from the owner's browser.
+    // The attacker polls /fetch from their own machine: the token is still registered and empty.
     const stolen = await h.app(new Request(`${PUBLIC_URL}/fetch?token=${token}`));
     const body = await stolen.text();
-    expect(body).not.toContain(authid);
+    // (Compared without printing: a failure message must not show the AuthID.)
+    expect(body.includes(authid), 'the AuthID reached /fetch').toBe(false);
+    expect(JSON.parse(body)).toEqual({ wait: 'Not ready' });
   });
 });
 
@@ -154,24 +163,38 @@ describe('the app secret is never sent to a plain-http authority', () => {
 
 // ---------------------------------------------------------------------------
 describe('init and the form agree on the passcode\'s length', () => {
-  it('init either refuses a 300-character passcode, or /login accepts it', async () => {
-    const long = 'x'.repeat(300);
+  const initWith = async (passcode: string) => {
     const home = join(mkdtempSync(join(tmpdir(), 'broker-review-init-')), 'home');
     const io: Io = { ...processIo(), out: () => {}, err: () => {}, env: { BROKER_HOME: home, BROKER_CLIENT_SECRET: 'a-client-secret-value' }, isTTY: false };
-    let refused = false;
-    try {
-      await initCommand({ nonInteractive: true, clientId: '00000000-0000-0000-0000-000000000001', passcode: long }, io);
-    } catch {
-      refused = true;
-    }
-    if (refused) return;
-    const { passcodeHash } = readSettings(home);
+    await initCommand({ nonInteractive: true, clientId: '00000000-0000-0000-0000-000000000001', passcode }, io);
+    return home;
+  };
+
+  it(`a passcode of exactly ${PASSCODE_MAX_LENGTH} characters: init takes it and the start page's form accepts it`, async () => {
+    // Varied characters, so that a form that cut it short could not match by accident.
+    const longest = Array.from({ length: PASSCODE_MAX_LENGTH }, (_, i) => 'abcdefghij0123456789-_ '[i % 23]).join('');
+    expect(longest.length).toBe(PASSCODE_MAX_LENGTH);
+    const { passcodeHash } = readSettings(await initWith(longest));
+    expect(passcodeHash).toBeTruthy();
     const hh = await startHarness({ config: { passcodeHash: passcodeHash! } });
     try {
-      const res = await hh.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: long })), { address: '192.0.2.5' });
-      expect(res.status).toBe(302);
+      const res = await hh.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: longest })), { address: '192.0.2.5' });
+      expect(res.status, res.headers.get('x-reason') ?? '').toBe(302);
+      expect(res.headers.get('location')).toMatch(/\/oauth2\/v2\.0\/authorize\?/);
+      // The same passcode one character short is wrong, as any other.
+      const short = await hh.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: longest.slice(0, -1) })), { address: '192.0.2.6' });
+      expect(short.status).toBe(403);
     } finally {
       await hh.close();
     }
+  });
+
+  it(`one character more (${PASSCODE_MAX_LENGTH + 1}) is refused by init, naming the range`, async () => {
+    const err = await initWith('y'.repeat(PASSCODE_MAX_LENGTH + 1)).then(
+      () => undefined,
+      (e: unknown) => e as BrokerError,
+    );
+    expect(err?.code).toBe('usage');
+    expect(err?.message).toBe(`The passcode must be ${PASSCODE_MIN_LENGTH} to ${PASSCODE_MAX_LENGTH} characters.`);
   });
 });

@@ -109,7 +109,10 @@ describe('an IPv6 client is its /64', () => {
         const res = await h.app(new Request(`${PUBLIC_URL}/refresh`, { headers: { 'x-authid': bogus } }), { address: `2001:db8:9:9::${i.toString(16)}` });
         statuses.push(res.status);
       }
-      expect(statuses.slice(0, 19).every((s) => s === 401), String(statuses)).toBe(true);
+      expect(
+        statuses.slice(0, 19).every((s) => s === 401),
+        String(statuses),
+      ).toBe(true);
       expect(statuses.at(-1)).toBe(429);
       const other = await h.app(new Request(`${PUBLIC_URL}/refresh`, { headers: { 'x-authid': bogus } }), { address: '2001:db8:9:a::1' });
       expect(other.status).toBe(401);

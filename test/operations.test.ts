@@ -24,12 +24,13 @@ function configured(): Promise<{ home: string; port: number }> {
 }
 
 describe('broker connect (no browser on this machine)', () => {
-  it('prints the Microsoft URL, takes the pasted final address, and prints the authid', async () => {
-    const { home } = await configured();
+  /** Runs `broker connect`, waits for the URL it prints, and pastes what `answer` makes of it. */
+  async function connectPasting(home: string, answer: (authorizeUrl: string) => Promise<string>): Promise<{ code: number | null; out: string; err: string }> {
     const child = spawn(BINARY, ['connect'], { env: { PATH: process.env.PATH ?? '', BROKER_HOME: home }, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
+    const closed = new Promise<number | null>((r) => child.on('close', r));
     const url = await new Promise<string>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`no URL printed:\n${err}`)), 10_000);
       child.stderr.on('data', (d) => {
@@ -41,13 +42,18 @@ describe('broker connect (no browser on this machine)', () => {
         }
       });
     });
-    const callback = await entra.login(url, { username: 'nas-owner' });
-    child.stdin.end(`${callback}\n`);
-    const code = await new Promise<number | null>((r) => child.on('close', r));
-    expect(code, err).toBe(0);
-    const authid = out.trim();
+    child.stdin.end(`${await answer(url)}\n`);
+    const code = await closed;
+    return { code, out, err };
+  }
+
+  it('prints the Microsoft URL, takes the pasted final address, and prints the authid', async () => {
+    const { home } = await configured();
+    const r = await connectPasting(home, (url) => entra.login(url, { username: 'nas-owner' }));
+    expect(r.code, r.err).toBe(0);
+    const authid = r.out.trim();
     expect(authid).toMatch(/^bk1[a-z2-7]{32}:[a-z2-7]{56}$/);
-    expect(err).toContain('nas-owner');
+    expect(r.err).toContain('nas-owner');
     const served = await serve(home);
     try {
       expect((await fetch(`${served.url}/refresh`, { headers: { 'x-authid': authid } })).status).toBe(200);
@@ -61,8 +67,21 @@ describe('broker connect (no browser on this machine)', () => {
     const r = await run(['connect'], { BROKER_HOME: home }, { input: 'https://evil.example/logged-in?code=x&state=y\n' });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/does not start with/);
-    const forged = await run(['connect'], { BROKER_HOME: home }, { input: `http://127.0.0.1:1/logged-in?code=x&state=y\n` });
-    expect(forged.code).not.toBe(0);
+
+    // A real replay: the address one `broker connect` was finished with, pasted again into the next one.
+    let callback = '';
+    const first = await connectPasting(home, async (url) => (callback = await entra.login(url, { username: 'nas-replay' })));
+    expect(first.code, first.err).toBe(0);
+    expect(new URL(callback).searchParams.get('code')).toBeTruthy();
+    entra.resetStats();
+    const replay = await connectPasting(home, async () => callback);
+    expect(replay.code, replay.err).toBe(7); // EXIT.auth: login_state_invalid
+    expect(replay.err).toMatch(/this login is unknown, was already used, or has expired/i);
+    expect(replay.out.trim()).toBe('');
+    // Refused before the code went to Microsoft again, and nothing new was stored.
+    expect(entra.stats().byGrant.authorization_code ?? 0).toBe(0);
+    const list = JSON.parse((await run(['list', '--json'], { BROKER_HOME: home })).stdout) as unknown[];
+    expect(list.length).toBe(1);
   });
 });
 
@@ -78,7 +97,7 @@ describe('broker doctor', () => {
     const { home } = await configured();
     const r = await run(['doctor'], { BROKER_HOME: home, BROKER_CLIENT_SECRET: 'not-the-secret' });
     expect(r.code).toBe(3);
-    expect(r.stdout).toMatch(/FAIL +app registration: the client secret is wrong/);
+    expect(r.stdout).toMatch(/FAIL +app registration: the app secret is wrong/);
     expect(r.stdout).toMatch(/fix: /);
     expect(r.stdout).not.toContain('not-the-secret');
   });
@@ -205,7 +224,7 @@ describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
     try {
       const second = await run(['serve'], { BROKER_HOME: home });
       expect(second.code).toBe(1);
-      expect(second.stderr).toMatch(/Cannot listen on .*EADDRINUSE/);
+      expect(second.stderr).toMatch(/broker: error: cannot listen on .*EADDRINUSE/);
     } finally {
       await first.stop();
     }
@@ -229,7 +248,7 @@ describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
     expect(parsed.find((l) => l.event === 'serve.listening')).toMatchObject({ level: 'info', url: served.url });
     expect(String(parsed.find((l) => l.event === 'serve.connect_here')?.message)).toMatch(/^Connect a OneDrive at http:/);
     expect(parsed.at(-1)).toMatchObject({ event: 'serve.stopped' });
-    const requests = parsed.filter((l) => l.event === 'request') as Record<string, any>[];
+    const requests = parsed.filter((l) => l.event === 'request');
     expect(requests.find((r) => r.route === '/refresh')).toMatchObject({ method: 'GET', status: 200, keyid: c.keyid.slice(0, 11) });
     expect(typeof requests[0]!.ms).toBe('number');
     expect(served.stderr()).not.toContain(c.authid.split(':')[1]);

@@ -30,7 +30,10 @@ afterAll(async () => {
 /** Waits (bounded) until serve's log has `count` lines with `event`; the event, not a time, is what the test waits for. */
 async function logged(s: Served, event: RegExp, count = 1): Promise<string[]> {
   for (let i = 0; i < 150; i++) {
-    const lines = s.stderr().split('\n').filter((l) => event.test(l));
+    const lines = s
+      .stderr()
+      .split('\n')
+      .filter((l) => event.test(l));
     if (lines.length >= count) return lines;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -94,7 +97,15 @@ describe('allowed origins', () => {
     served = await serve(home);
     expect(postMessageOrigins(await loggedInPage(served.url, OLD_PASSCODE, 'origins-before'))).toEqual([DUPLICATI, OTHER_UI]);
 
-    await initHome({ home, port, passcode: OLD_PASSCODE, clientId: entra.clientId, clientSecret: entra.clientSecret, authority: entra.authority, allowedOrigins: [DUPLICATI] });
+    await initHome({
+      home,
+      port,
+      passcode: OLD_PASSCODE,
+      clientId: entra.clientId,
+      clientSecret: entra.clientSecret,
+      authority: entra.authority,
+      allowedOrigins: [DUPLICATI],
+    });
     served.child.kill('SIGHUP');
     await logged(served, /settings\.reloaded trigger=SIGHUP/);
     expect(postMessageOrigins(await loggedInPage(served.url, OLD_PASSCODE, 'origins-after'))).toEqual([DUPLICATI]);

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSettings } from '../src/config/settings.ts';
 import { startEntra, type Entra } from './support/entra.ts';
 import { BINARY, LOOPBACK_CALLBACK, configuredHome, connectOverHttp, newHome, run, serve } from './support/binary.ts';
+import { missingCommand, unavailable } from './support/requires.ts';
 
 const CLIENT_ID = '11111111-2222-3333-4444-555555555555';
 const SECRET = 'abc~service-test-secret';
@@ -56,9 +57,7 @@ const HARDENING = {
   LimitCORE: '0',
 };
 
-const analyze = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
-const verifyUnavailable = analyze.error ? `systemd-analyze is not installed (${(analyze.error as NodeJS.ErrnoException).code})` : null;
-if (verifyUnavailable) console.warn(`service.test.ts: skipping the systemd-analyze verify tests: ${verifyUnavailable}`);
+const verifyUnavailable = unavailable('service.test.ts', 'the systemd-analyze verify tests', missingCommand('systemd-analyze'));
 
 /** systemd's own check: unknown keys, bad values, a missing ExecStart binary all show up here. */
 function verify(unit: string, user: boolean): { code: number | null; output: string } {
@@ -81,7 +80,7 @@ function verify(unit: string, user: boolean): { code: number | null; output: str
  * never passed.
  */
 function verifyProbe(user: boolean): string | null {
-  if (verifyUnavailable) return verifyUnavailable;
+  if (verifyUnavailable) return 'systemd-analyze is not installed';
   const r = verify('[Service]\nExecStart=/bin/sh -c true\n', user);
   return r.code === 0 ? null : `systemd-analyze${user ? ' --user' : ''} verify does not work here: ${r.output.split('\n')[0]}`;
 }
@@ -156,13 +155,10 @@ describe('broker service install --print', () => {
       ['system unit', ['--system', '--user', 'root'], false],
       ['system unit with a credential', ['--system', '--user', 'root', '--credential-file', cred], false],
     ];
-    const unavailable = { user: verifyProbe(true), system: verifyProbe(false) };
-    expect(unavailable.system, 'system-mode verify must work wherever systemd-analyze is installed').toBeNull();
+    const probe = { user: verifyProbe(true), system: verifyProbe(false) };
+    expect(probe.system, 'system-mode verify must work wherever systemd-analyze is installed').toBeNull();
     for (const [name, args, user] of cases) {
-      if (user && unavailable.user) {
-        console.warn(`service.test.ts: skipping the ${name} check: ${unavailable.user}`);
-        continue;
-      }
+      if (user && unavailable('service.test.ts', `the ${name} check`, probe.user)) continue;
       const unit = await printUnit(args, { BROKER_HOME: home, XDG_CONFIG_HOME: configHome });
       const r = verify(unit, user);
       expect(r, name).toEqual({ code: 0, output: '' });
@@ -182,7 +178,7 @@ describe('the restart policy matches the exit codes of `broker serve`', () => {
     const empty = newHome();
     mkdirSync(empty, { recursive: true });
     const missing = await run(['serve'], { BROKER_HOME: empty });
-    expect(missing.stderr).toMatch(/No settings/);
+    expect(missing.stderr).toMatch(/broker: error: no settings/);
     expect(missing.code).toBe(noRestart);
 
     const incomplete = await initialisedHome();

@@ -3,6 +3,7 @@ import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { openStore } from '../src/cli/store-file.ts';
 import { Store } from '../src/store/store.ts';
 import { MIGRATIONS } from '../src/store/migrations.ts';
 
@@ -34,6 +35,17 @@ describe('store', () => {
     expect((db.query('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode).toBe('wal');
     db.close();
     for (const f of [path, `${path}-wal`, `${path}-shm`]) expect(statSync(f).mode & 0o777).toBe(0o600);
+  });
+
+  it('a committed write survives a power cut: WAL with synchronous=FULL on every opened store (also the one serve and the CLI open)', () => {
+    const { store } = fresh();
+    // 2 = FULL: each commit is fsynced. NORMAL (1) in WAL mode may lose the last commits
+    // on power loss, i.e. a rotated refresh token Microsoft already considers the current one.
+    expect(store.durability()).toEqual({ journalMode: 'wal', synchronous: 2 });
+    const home = join(mkdtempSync(join(tmpdir(), 'broker-store-home-')), 'home');
+    const viaHome = openStore(home);
+    dirs.push(viaHome);
+    expect(viaHome.durability()).toEqual({ journalMode: 'wal', synchronous: 2 });
   });
 
   it('re-opens an existing store without re-running migrations', () => {

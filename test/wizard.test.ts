@@ -10,14 +10,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { validateHttpUrl } from '../src/config/settings.ts';
 import { Store } from '../src/store/store.ts';
 import { BINARY, newHome, run } from './support/binary.ts';
+import { missingCommand, unavailable } from './support/requires.ts';
 
 const CLIENT_ID = '0f1e2d3c-4b5a-4978-8675-a1b2c3d4e5f6';
 const SECRET_ID = '2b5c8f3e-1d2a-4c3b-9e8f-7a6b5c4d3e2f';
 const SECRET_VALUE = 'Qx8~wizard.secret-Value_123';
 
-const tmuxCheck = spawnSync('tmux', ['-V'], { encoding: 'utf8' });
-const noTmux = tmuxCheck.error ? `tmux is not installed (${(tmuxCheck.error as NodeJS.ErrnoException).code})` : null;
-if (noTmux) console.warn(`wizard.test.ts: skipping the terminal tests: ${noTmux}`);
+const noTmux = unavailable('wizard.test.ts', 'the terminal tests', missingCommand('tmux', ['-V']));
 
 // A private tmux server (own socket, no config): never the developer's own sessions; killed and removed at the end.
 const SOCKET_DIR = mkdtempSync(join(tmpdir(), 'broker-tmux-'));

@@ -53,7 +53,9 @@ export function redirectUri(config: BrokerConfig): string {
 }
 
 /** Default for one call to Microsoft, in total; 80% of it for the answer to start. */
-const UPSTREAM_TIMEOUT_MS = 10_000;
+export const UPSTREAM_TIMEOUT_MS = 10_000;
+/** Default for all attempts of one refresh: below Duplicati's 25 s per request, so its own retry still runs. */
+export const UPSTREAM_BUDGET_MS = 20_000;
 
 /** The token endpoint of a service, as this broker's app, with at most `budgetMs` for the call. */
 export function tokenClient(ctx: BrokerContext, service: Service, budgetMs = Number.POSITIVE_INFINITY): TokenClient {

@@ -30,6 +30,7 @@ const MAX_QUEUE = 4;
  * still gets in, only later.
  */
 export class PasscodeGuard {
+  private readonly hash: () => string;
   private readonly perClient: FailureLimiter;
   private readonly global: FailureLimiter;
   /** The tail of the line of checks. */
@@ -38,10 +39,11 @@ export class PasscodeGuard {
 
   constructor(
     /** Read at each check: a reloaded settings file brings a new passcode at once. */
-    private readonly hash: () => string,
+    hash: string | (() => string),
     now: () => number,
     private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
   ) {
+    this.hash = typeof hash === 'string' ? () => hash : hash;
     this.perClient = new FailureLimiter(PER_CLIENT, WINDOW_MS, now);
     this.global = new FailureLimiter(Number.POSITIVE_INFINITY, WINDOW_MS, now);
   }

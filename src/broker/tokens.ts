@@ -4,7 +4,7 @@ import { BrokerError } from '../errors.ts';
 import { findService, scopeString, type Service } from '../oauth/services.ts';
 import { refreshGrant, type TokenResponse } from '../oauth/token-endpoint.ts';
 import type { ConnectionHead } from '../store/store.ts';
-import { tokenClient, type BrokerContext } from './context.ts';
+import { tokenClient, UPSTREAM_BUDGET_MS, type BrokerContext } from './context.ts';
 import { FailureLimiter } from './rate-limit.ts';
 import type { SealedGrant } from './sealed-grant.ts';
 
@@ -254,7 +254,7 @@ export class TokenService {
   /** Retries transient failures with back-off, within one budget for the whole request. */
   private async callMicrosoft(service: Service, refreshToken: string): Promise<TokenResponse> {
     const { ctx } = this;
-    const deadline = ctx.now() + (ctx.config.upstreamBudgetMs ?? 20_000);
+    const deadline = ctx.now() + (ctx.config.upstreamBudgetMs ?? UPSTREAM_BUDGET_MS);
     for (let attempt = 0; ; attempt++) {
       const left = deadline - ctx.now();
       const t0 = performance.now();

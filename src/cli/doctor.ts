@@ -3,9 +3,10 @@ import { join } from 'node:path';
 import { secretWarning } from '../broker/lifecycle.ts';
 import { brokerHome, STORE_FILE } from '../config/home.ts';
 import { loadSettings, type Settings } from '../config/settings.ts';
-import { BrokerError } from '../errors.ts';
+import { asBrokerError } from '../errors.ts';
 import { createPkce } from '../oauth/pkce.ts';
 import { MICROSOFT } from '../oauth/services.ts';
+import { judge, parseProviderError } from '../oauth/token-endpoint.ts';
 import { Store } from '../store/store.ts';
 import { EXIT } from './exit-codes.ts';
 import type { Io } from './io.ts';
@@ -26,7 +27,7 @@ export async function doctorCommand(io: Io, deps: { fetch: typeof fetch; timeout
     try {
       r = await fn();
     } catch (e) {
-      const b = e instanceof BrokerError ? e : new BrokerError('internal', String(e));
+      const b = asBrokerError(e);
       r = { ok: false, text: b.message, fix: b.hint ?? 'See the message.', exit: b.code === 'store_error' ? EXIT.store : EXIT.config };
     }
     results.push([name, r]);
@@ -108,17 +109,18 @@ export async function doctorCommand(io: Io, deps: { fetch: typeof fetch; timeout
     if (reached) {
       const res = reached;
       await check('app registration', async () => {
-        const body = (await res.json().catch(() => ({}))) as { error?: string; error_codes?: number[] };
-        const codes = body.error_codes ?? [];
-        if (body.error === 'invalid_grant') return { ok: true, text: 'client id and secret accepted by Microsoft' };
-        if (body.error === 'invalid_client') {
-          const why = codes.includes(7000222) ? 'the client secret has expired' : codes.includes(7000215) ? 'the client secret is wrong (the secret ID instead of its Value?)' : 'the client id or secret was rejected';
-          return { ok: false, text: `${why} [invalid_client${codes.length ? ` AADSTS${codes.join(',')}` : ''}]`, fix: 'Create a new client secret in Entra, then `broker init --client-secret-file …`.', exit: EXIT.config };
+        // The broker's own reading of Microsoft's answer (judge), so doctor and a failing
+        // refresh agree. Nothing of the body is shown but the AADSTS numbers and, once
+        // judge has recognised it, the error token: the rest may echo request values.
+        const p = parseProviderError(res.status, await res.json().catch(() => undefined));
+        if (p.error === 'invalid_grant') return { ok: true, text: 'client id and secret accepted by Microsoft' };
+        const numbers = p.errorCodes.length ? ` AADSTS${p.errorCodes.join(', AADSTS')}` : '';
+        const { code, why } = judge(p);
+        if (code === 'app_misconfigured') {
+          const fix = p.error === 'invalid_client' ? 'Create a new client secret in Entra, then `broker init --client-secret-file …`.' : 'Check the tenant setting against the app\'s supported account types, and the client id.';
+          return { ok: false, text: `${why} [${p.error}${numbers}]`, fix, exit: EXIT.config };
         }
-        if (body.error === 'unauthorized_client' || body.error === 'invalid_request') {
-          return { ok: false, text: `Microsoft refused the app: ${body.error}${codes.length ? ` AADSTS${codes.join(',')}` : ''}`, fix: 'Check the tenant setting against the app\'s supported account types, and the client id.', exit: EXIT.config };
-        }
-        return { ok: false, text: `unexpected answer (HTTP ${res.status}${body.error ? `, ${body.error}` : ''})`, fix: 'Check --authority and --tenant; try again later.', exit: EXIT.upstream };
+        return { ok: false, text: `unexpected answer [HTTP ${p.status}${numbers}]`, fix: 'Check --authority and --tenant; try again later.', exit: EXIT.upstream };
       });
     }
   }

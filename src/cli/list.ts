@@ -1,6 +1,7 @@
 import { connectionWarnings, DAY_MS, idleExpiresAt, secretWarning } from '../broker/lifecycle.ts';
 import { readSettings } from '../config/settings.ts';
 import type { Io } from './io.ts';
+import { sayWarning } from './voice.ts';
 import type { ConnectionInfo } from '../store/store.ts';
 import { openStore } from './store-file.ts';
 
@@ -15,8 +16,8 @@ export function listCommand(home: string, io: Io, opts: { json?: boolean }, now:
   const t = now();
   // Warnings go to stderr so that `--json` output stays parseable.
   const secret = secretWarning(readSettings(home).secretExpires, t);
-  if (secret) io.err(`warning: ${secret}`);
-  for (const c of rows) for (const w of connectionWarnings(c, t)) io.err(`warning: ${c.keyid}: ${w}`);
+  if (secret) sayWarning(io, secret);
+  for (const c of rows) for (const w of connectionWarnings(c, t)) sayWarning(io, `${c.keyid}: ${w}`);
   if (opts.json) {
     io.out(
       JSON.stringify(

@@ -6,6 +6,7 @@ import { EXIT, EXIT_CODE } from './exit-codes.ts';
 // Each command's module is imported when it runs, so `--help` and `list` do not
 // pay for libsodium, the HTTP server, metrics and the wizard.
 import { processIo, type Io } from './io.ts';
+import { sayError } from './voice.ts';
 import { registerServiceCommand } from './service.ts';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -19,8 +20,12 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .description('A private OAuth token broker for unattended backups (OneDrive).')
     .version(VERSION, '-v, --version')
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.out(s.replace(/\n$/, '')), writeErr: (s) => io.err(s.replace(/\n$/, '')) })
-    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({
+      writeOut: (s) => io.out(s.replace(/\n$/, '')),
+      writeErr: (s) => io.err(s.replace(/\n$/, '')),
+      // commander says `error: unknown option '--x'`; put it in the CLI's one voice.
+      outputError: (s) => sayError(io, s.replace(/^error: /, '').replace(/\n$/, ''), 'run `broker --help` for usage'),
+    })
     .addHelpText('after', `\nSettings and store live in BROKER_HOME (now: ${brokerHome(io.env)}).`);
 
   program
@@ -100,13 +105,11 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     }
     const e = asBrokerError(err);
     if ((err as Error)?.name === 'ExitPromptError') {
-      io.err('broker: cancelled; nothing was changed.');
+      sayError(io, 'cancelled; nothing was changed');
       return 130;
     }
-    if (!e.options.logged) {
-      io.err(`broker: ${e.message}`);
-      if (e.hint) io.err(`hint: ${e.hint}`);
-    }
+    // serve --log-format json has already written it as a JSON line.
+    if (!e.options.logged) sayError(io, e.message, e.hint);
     if (e.code === 'internal' && io.env.BROKER_DEBUG) io.err(String((e.cause as Error)?.stack ?? e.cause));
     return EXIT_CODE[e.code];
   }

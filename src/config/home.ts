@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, type Stats, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { BrokerError } from '../errors.ts';
@@ -23,7 +23,7 @@ export const STORE_FILE = 'broker.db';
  * mode now would not make its contents ours.
  */
 export function ensureHome(dir: string): void {
-  let st;
+  let st: Stats;
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     st = statSync(dir);

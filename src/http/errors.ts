@@ -1,38 +1,7 @@
-import { asBrokerError, type BrokerError, type ErrorCode } from '../errors.ts';
+import { asBrokerError, ERROR_CODES, ERRORS, type BrokerError, type ErrorCode } from '../errors.ts';
 
-/**
- * The one mapping from error codes to HTTP statuses. Duplicati retries a 4xx once
- * and a 5xx five times with back-off, and stops at once on a 503 that carries an
- * X-Reason; so 4xx means "retrying cannot fix this", 5xx "try again later", and
- * 503 is reserved for a deliberate stop.
- */
-export const HTTP_STATUS: Record<ErrorCode, number> = {
-  invalid_request: 400,
-  authid_missing: 400,
-  authid_malformed: 400,
-  request_too_large: 413,
-  not_found: 404,
-  method_not_allowed: 405,
-  unknown_service: 404,
-  invalid_authid: 401,
-  revoked: 410,
-  passcode_invalid: 403,
-  rate_limited: 429,
-  login_state_invalid: 400,
-  login_failed: 400,
-  id_token_invalid: 400,
-  login_required: 400,
-  app_misconfigured: 502,
-  upstream_error: 502,
-  upstream_timeout: 504,
-  conflict: 500,
-  config_missing: 500,
-  config_invalid: 500,
-  usage: 400,
-  store_error: 500,
-  listen_failed: 500,
-  internal: 500,
-};
+/** Each code's status, from the one table in src/errors.ts (where the choice of statuses is explained). */
+export const HTTP_STATUS = Object.fromEntries(ERROR_CODES.map((c) => [c, ERRORS[c].status])) as Record<ErrorCode, number>;
 
 /** One line of printable ASCII: a header cannot carry more, and a log line should not. */
 export function headerSafe(text: string, max = 400): string {

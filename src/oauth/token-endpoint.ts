@@ -96,7 +96,8 @@ async function tokenRequest(c: TokenClient, params: Record<string, string>): Pro
   return parseTokenResponse(json);
 }
 
-function parseProviderError(status: number, json: unknown): ProviderError {
+/** Microsoft's error body, reduced to its tokens: never the description text, which can echo request values. */
+export function parseProviderError(status: number, json: unknown): ProviderError {
   const o = (json && typeof json === 'object' ? json : {}) as Record<string, unknown>;
   const codes = Array.isArray(o.error_codes) ? o.error_codes.filter((n): n is number => typeof n === 'number') : [];
   return {
@@ -108,18 +109,26 @@ function parseProviderError(status: number, json: unknown): ProviderError {
   };
 }
 
+/** `error (AADSTS…); trace id …`: what a person quotes to Microsoft's support. */
 function aadsts(p: ProviderError): string {
   const codes = p.errorCodes.length ? ` (AADSTS${p.errorCodes.join(', AADSTS')})` : '';
   const trace = p.traceId ? `; trace id ${p.traceId}` : '';
   return `${p.error || `HTTP ${p.status}`}${codes}${trace}`;
 }
 
+/** What the broker makes of one of Microsoft's errors, and why, in a few words. */
+export interface ProviderVerdict {
+  code: 'login_required' | 'app_misconfigured' | 'upstream_error';
+  why: string;
+}
+
 /**
  * Branches on `error` (with AADSTS numbers only to choose the sentence), as
  * Microsoft asks: the description text may change and is never shown, since it
- * can echo request values.
+ * can echo request values. The one table of Microsoft's errors: `classify` and
+ * `broker doctor` both read it.
  */
-export function classify(p: ProviderError): BrokerError {
+export function judge(p: ProviderError): ProviderVerdict {
   const codes = new Set(p.errorCodes);
   switch (p.error) {
     case 'invalid_grant':
@@ -131,9 +140,7 @@ export function classify(p: ProviderError): BrokerError {
       else if (codes.has(70008) || codes.has(50173)) why = 'the grant was revoked or has expired';
       else if (codes.has(70043)) why = 'a sign-in frequency policy requires a new sign-in';
       else if (codes.has(65001)) why = 'consent for the app was removed';
-      return new BrokerError('login_required', `Microsoft asks you to sign in again: ${why} [${aadsts(p)}].`, {
-        hint: 'Create a new AuthID on the broker\'s start page.',
-      });
+      return { code: 'login_required', why };
     }
     case 'invalid_client':
     case 'unauthorized_client':
@@ -147,14 +154,26 @@ export function classify(p: ProviderError): BrokerError {
       else if (codes.has(700016) || codes.has(700011)) why = 'the client id is not known in this tenant';
       else if (codes.has(50011) || codes.has(70004)) why = 'the redirect URI is not registered for the app';
       else if (codes.has(9002332) || codes.has(50194) || codes.has(90130)) why = 'the tenant setting does not match the app\'s supported account types';
-      return new BrokerError('app_misconfigured', `The broker's Microsoft app was rejected: ${why} [${aadsts(p)}].`, {
-        hint: 'The broker\'s owner must fix the app registration or run `broker init` again.',
-      });
+      return { code: 'app_misconfigured', why };
     }
     default:
-      return new BrokerError('upstream_error', `Microsoft's token endpoint failed temporarily [${aadsts(p)}].`, {
-        hint: 'Try again later.',
+      return { code: 'upstream_error', why: 'Microsoft\'s token endpoint failed temporarily' };
+  }
+}
+
+export function classify(p: ProviderError): BrokerError {
+  const { code, why } = judge(p);
+  switch (code) {
+    case 'login_required':
+      return new BrokerError(code, `Microsoft asks you to sign in again: ${why} [${aadsts(p)}].`, {
+        hint: 'Create a new AuthID on the broker\'s start page.',
       });
+    case 'app_misconfigured':
+      return new BrokerError(code, `The broker's Microsoft app was rejected: ${why} [${aadsts(p)}].`, {
+        hint: 'The broker\'s owner must fix the app registration or run `broker init` again.',
+      });
+    case 'upstream_error':
+      return new BrokerError(code, `${why} [${aadsts(p)}].`, { hint: 'Try again later.' });
   }
 }
 

@@ -160,6 +160,13 @@ export class Store {
     );
   }
 
+  /** This connection's journal mode and synchronous level (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA): what a power cut can undo. */
+  durability(): { journalMode: string; synchronous: number } {
+    const { journal_mode } = this.db.query('PRAGMA journal_mode').get() as { journal_mode: string };
+    const { synchronous } = this.db.query('PRAGMA synchronous').get() as { synchronous: number };
+    return { journalMode: journal_mode, synchronous };
+  }
+
   /** Folds the WAL back into the main file (after a bulk write). */
   checkpoint(): void {
     this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');

@@ -1,6 +1,6 @@
 /**
  * Duplicati's OAuth client, reduced to what it does on the wire
- * (OAuthHelperHttpClient.GetAccessTokenAsync, see shared/reference/duplicati-protocol.md §7):
+ * (OAuthHelperHttpClient.GetAccessTokenAsync, see docs/duplicati-client.md §2–§3):
  * GET <oauth-url> with X-AuthID and a "Duplicati v…" user agent; a 4xx is tried
  * twice, anything else six times with back-off 1, 2, 4, 8, 16 (seconds there,
  * `backoffUnitMs` here); a 503 with an X-Reason stops at once; the token is

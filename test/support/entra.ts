@@ -161,6 +161,13 @@ export interface Entra {
   setAccessTokenTtl(seconds: number): void;
   /** See `EntraOptions.reuseGraceMs`; 0 restores strict reuse detection. */
   setReuseGraceMs(ms: number): void;
+  /**
+   * Every token the token endpoint handed out since start (kept across `resetStats`), so a
+   * test can look for them where they must never appear (logs, pages, the store).
+   */
+  issued(): { accessTokens: string[]; refreshTokens: string[]; idTokens: string[] };
+  /** Why the token endpoint refused grants (oidc-provider's `error_detail` or cause, e.g. "code_verifier does not match code_challenge"), in order; cleared by `resetStats`. */
+  grantErrors(): string[];
   setRedirectUris(uris: string[]): void;
   addRedirectUri(uri: string): void;
   /** Simulates the user withdrawing consent: every grant and token dies. */
@@ -544,6 +551,8 @@ export async function startEntra(opts: EntraOptions = {}): Promise<Entra> {
   let redirectUris = new Set(opts.redirectUris ?? []);
   const acceptRedirectUri = opts.acceptRedirectUri;
   let stats = freshStats();
+  const issued = { accessTokens: [] as string[], refreshTokens: [] as string[], idTokens: [] as string[] };
+  let grantErrors: string[] = [];
   const failures: TokenFailure[] = [];
   const store = new MemoryStore();
   store.reuseGraceMs = opts.reuseGraceMs ?? 0;
@@ -734,6 +743,7 @@ export async function startEntra(opts: EntraOptions = {}): Promise<Entra> {
 
   provider.on('grant.error', (ctx, error) => {
     ctx.state.errorDetail = error.error_detail;
+    grantErrors.push(String(error.error_detail ?? (error as { cause?: Error }).cause?.message ?? error.error));
     // oidc-provider has already revoked the grant by the time this fires.
     if (error.error_detail === 'refresh token already used') stats.reuseDetected += 1;
   });
@@ -879,6 +889,9 @@ export async function startEntra(opts: EntraOptions = {}): Promise<Entra> {
     } else if (ctx.status === 200 && typeof ctx.body === 'object' && ctx.body !== null) {
       const body = ctx.body as Record<string, unknown>;
       if (typeof body.expires_in === 'number') body.ext_expires_in = body.expires_in;
+      if (typeof body.access_token === 'string') issued.accessTokens.push(body.access_token);
+      if (typeof body.refresh_token === 'string') issued.refreshTokens.push(body.refresh_token);
+      if (typeof body.id_token === 'string') issued.idTokens.push(body.id_token);
     }
   }
 
@@ -975,7 +988,10 @@ export async function startEntra(opts: EntraOptions = {}): Promise<Entra> {
     stats: () => ({ ...stats, byGrant: { ...stats.byGrant } }),
     resetStats: () => {
       stats = freshStats();
+      grantErrors = [];
     },
+    issued: () => ({ accessTokens: [...issued.accessTokens], refreshTokens: [...issued.refreshTokens], idTokens: [...issued.idTokens] }),
+    grantErrors: () => [...grantErrors],
     failNext: (n, failure) => {
       // n = 0 clears what is still queued, so a test cannot leave failures behind for the next one.
       if (n === 0) failures.length = 0;
