@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run } from './support/binary.ts';
+import { unavailable } from './support/requires.ts';
 
 const CLIENT_ID = '00000000-0000-0000-0000-0000000000a1';
 const folder = (mode: number): string => {
@@ -21,11 +22,10 @@ const init = (home: string) =>
     BROKER_CLIENT_SECRET: 'x~home-test-secret',
   });
 
-const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.log('home.test.ts: skipping "belongs to another user": chown needs root');
+const noChown = unavailable('home.test.ts', 'a BROKER_HOME that belongs to another user', process.getuid?.() === 0 ? null : 'chown to another uid needs root');
 
 describe("BROKER_HOME must be the user's own folder", () => {
-  it.skipIf(!isRoot)('a folder another user owns is refused by init and serve (exit 3) and left as it was', async () => {
+  it.skipIf(noChown)('a folder another user owns is refused by init and serve (exit 3) and left as it was', async () => {
     const home = folder(0o700);
     expect((await init(home)).code).toBe(0);
     // Handed over to someone else (or BROKER_HOME pointed at their folder).
