@@ -87,7 +87,13 @@ export class BrokerError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
-    readonly options: { hint?: string; cause?: unknown; retryAfter?: number } = {},
+    readonly options: {
+      hint?: string;
+      cause?: unknown;
+      retryAfter?: number;
+      /** Already written to the log (serve --log-format json): the CLI prints it no more. */
+      logged?: boolean;
+    } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
   }

@@ -4,7 +4,13 @@ import { headerSafe } from './http/errors.ts';
 
 type Fields = Record<string, string | number | boolean | undefined>;
 export type LogFormat = 'text' | 'json';
-export type RequestLogger = Logger & { request(r: RequestLog): void };
+export type RequestLogger = Logger & {
+  request(r: RequestLog): void;
+  /** Something is wrong and needs the owner, though the broker goes on (e.g. a settings file that became invalid). */
+  error(event: string, fields?: Fields): void;
+  /** A reloaded settings file may change the format. */
+  setFormat(format: LogFormat): void;
+};
 
 /**
  * One line per event on stderr, as text (`time level event k=v …`) or JSON.
@@ -12,7 +18,8 @@ export type RequestLogger = Logger & { request(r: RequestLog): void };
  * codes); text values are still flattened to one printable line so that nothing
  * can forge extra log lines.
  */
-export function makeLogger(format: LogFormat, write: (line: string) => void, now: () => number = Date.now): RequestLogger {
+export function makeLogger(initial: LogFormat, write: (line: string) => void, now: () => number = Date.now): RequestLogger {
+  let format = initial;
   const line = (level: string, event: string, f: Fields = {}) => {
     const time = new Date(now()).toISOString();
     const fields = Object.entries(f).filter(([, v]) => v !== undefined);
@@ -26,6 +33,10 @@ export function makeLogger(format: LogFormat, write: (line: string) => void, now
   return {
     info: (e, f) => line('info', e, f),
     warn: (e, f) => line('warn', e, f),
+    error: (e, f) => line('error', e, f),
+    setFormat: (f) => {
+      format = f;
+    },
     request: (r) => line(r.status >= 500 ? 'warn' : 'info', 'request', { method: r.method, route: r.route, status: r.status, ms: r.ms, keyid: r.keyid, error: r.error }),
   };
 }

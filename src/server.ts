@@ -15,8 +15,8 @@ export interface TlsFiles {
 export interface RunningServer {
   url: string;
   metricsUrl?: string;
-  /** Re-reads the certificate and key (SIGHUP) without dropping connections. */
-  reloadTls(): Promise<void>;
+  /** Re-reads the certificate and key (SIGHUP), from new paths if given, without dropping connections. */
+  reloadTls(files?: TlsFiles): Promise<void>;
   /** Stops accepting, lets in-flight requests finish, then resolves. */
   stop(): Promise<void>;
 }
@@ -32,8 +32,8 @@ export interface ServerOptions {
   metrics?: boolean;
   /** Serve /metrics only on this separate address. */
   metricsListen?: { hostname: string; port: number };
-  /** Behind a reverse proxy on this machine: take the client address from X-Forwarded-For. */
-  trustProxy?: boolean;
+  /** Behind a reverse proxy on this machine: take the client address from X-Forwarded-For (read per request: settings reload). */
+  trustProxy?: boolean | (() => boolean);
 }
 
 const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
@@ -64,6 +64,8 @@ export async function startServer(p: ServerOptions): Promise<RunningServer> {
     onRefresh: metrics ? (o) => metrics.refresh(o) : undefined,
   });
   const metricsOnMain = Boolean(metrics && p.metrics && !p.metricsListen);
+  const trustProxy = typeof p.trustProxy === 'function' ? p.trustProxy : () => Boolean(p.trustProxy);
+  let tlsFiles = p.tls;
 
   // With TLS the listener is replaced on reload (SO_REUSEPORT lets old and new
   // overlap), which would also let a second `serve` share the port unnoticed; so
@@ -87,7 +89,7 @@ export async function startServer(p: ServerOptions): Promise<RunningServer> {
         let address: string | undefined;
         const client = {
           get address() {
-            return (address ??= clientAddress(srv.requestIP(req)?.address ?? 'unknown', req.headers.get('x-forwarded-for'), Boolean(p.trustProxy)));
+            return (address ??= clientAddress(srv.requestIP(req)?.address ?? 'unknown', req.headers.get('x-forwarded-for'), trustProxy()));
           },
         };
         return app(req, client);
@@ -115,9 +117,10 @@ export async function startServer(p: ServerOptions): Promise<RunningServer> {
   return {
     url: `${p.tls ? 'https' : 'http'}://${host(p.hostname)}:${port}`,
     metricsUrl: metricsServer ? `http://${host(p.metricsListen!.hostname)}:${metricsServer.port ?? p.metricsListen!.port}/metrics` : metricsOnMain ? `/metrics` : undefined,
-    async reloadTls() {
-      if (!p.tls) return;
-      const files = await readTls(p.tls);
+    async reloadTls(paths) {
+      if (!tlsFiles) return;
+      const files = await readTls(paths ?? tlsFiles);
+      if (paths) tlsFiles = paths;
       const next = listen(port, files);
       const old = server;
       server = next;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BrokerError } from '../src/errors.ts';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { BrokerError } from '../src/errors.ts';
 import { Store } from '../src/store/store.ts';
 import { prng } from './support/prng.ts';
 import { expireCachedToken, PASSCODE, PUBLIC_URL, startHarness, type Harness } from './support/harness.ts';
@@ -271,6 +271,38 @@ describe('revoke over HTTP', () => {
     expect(page).toContain('connection is deleted');
     expect(page).toContain('account.microsoft.com');
     expect((await h.refresh(c.authid)).status).toBe(410);
+  });
+
+  it('a revoke also drops a rotation that only memory held (the store could not take it): it is never written back', async () => {
+    const c = await h.connect();
+    expireCachedToken(h);
+    const healthWarnings = async () => ((await (await h.app(new Request(`${PUBLIC_URL}/healthz`))).json()) as { warnings: string[] }).warnings;
+    // The disk is full when Microsoft's rotation comes back.
+    const full = vi.spyOn(h.store, 'compareAndSwap').mockImplementation(() => {
+      throw new BrokerError('store_error', 'The store could not be written: database or disk is full.');
+    });
+    try {
+      const failed = await h.refresh(c.authid);
+      expect(failed.status).toBe(500);
+      expect((await healthWarnings()).join(' ')).toMatch(/1 connection's newest refresh token is held only in memory/);
+      const revoked = await h.app(new Request(`${PUBLIC_URL}/revoke`, { method: 'POST', headers: { 'x-authid': c.authid } }));
+      expect(revoked.status).toBe(200);
+      // Nothing left that a restart would lose, so the operator is not told to keep the broker up for it.
+      expect((await healthWarnings()).join(' ')).not.toMatch(/held only in memory/);
+    } finally {
+      full.mockRestore();
+    }
+    const writes = vi.spyOn(h.store, 'compareAndSwap');
+    try {
+      expect((await h.refresh(c.authid)).status).toBe(410);
+      expect(writes).not.toHaveBeenCalled();
+    } finally {
+      writes.mockRestore();
+    }
+    const row = h.store.get(c.keyid)!;
+    expect(row.state).toBe('revoked');
+    expect(row.sealed).toBeNull();
+    h.clock.offsetMs = 0;
   });
 
   it('2000 wrong secrets for a real keyid, and secrets wrong only in their last characters, are all refused', async () => {

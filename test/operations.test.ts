@@ -76,7 +76,7 @@ describe('broker connect (no browser on this machine)', () => {
     entra.resetStats();
     const replay = await connectPasting(home, async () => callback);
     expect(replay.code, replay.err).toBe(7); // EXIT.auth: login_state_invalid
-    expect(replay.err).toMatch(/This login is unknown, was already used, or has expired/);
+    expect(replay.err).toMatch(/this login is unknown, was already used, or has expired/i);
     expect(replay.out.trim()).toBe('');
     // Refused before the code went to Microsoft again, and nothing new was stored.
     expect(entra.stats().byGrant.authorization_code ?? 0).toBe(0);
@@ -109,6 +109,35 @@ describe('broker doctor', () => {
     const r = await run(['doctor'], { BROKER_HOME: home });
     expect(r.code).toBe(6);
     expect(r.stdout).toMatch(/FAIL +authority: .* cannot be reached/);
+  });
+
+  it('a token endpoint that answers with a redirect: the secret is not sent on to its target', async () => {
+    // Stands in for a wrong --authority, or a proxy on the way, that sends the POST elsewhere with a 307.
+    const seen: { path: string; body: string }[] = [];
+    const server: Bun.Server<undefined> = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      async fetch(req): Promise<Response> {
+        const path = new URL(req.url).pathname;
+        seen.push({ path, body: await req.text() });
+        if (path === '/collect') return Response.json({ error: 'invalid_grant' }, { status: 400 });
+        return new Response(null, { status: 307, headers: { location: `http://127.0.0.1:${server.port}/collect` } });
+      },
+    });
+    try {
+      const home = newHome();
+      const secret = 'x~doctor-redirect-secret';
+      const r0 = await run(['init', '--non-interactive', '--client-id', entra.clientId, '--authority', `http://127.0.0.1:${server.port}`], { BROKER_HOME: home, BROKER_CLIENT_SECRET: secret });
+      expect(r0.code).toBe(0);
+      const r = await run(['doctor'], { BROKER_HOME: home });
+      expect(seen.map((s) => s.path)).toEqual(['/consumers/oauth2/v2.0/token']);
+      expect(seen[0]!.body).toContain('client_secret=');
+      expect(r.code).not.toBe(0);
+      expect(r.stdout).toMatch(/FAIL +authority: .*redirect/);
+      expect(r.stdout).not.toContain(secret);
+    } finally {
+      await server.stop(true);
+    }
   });
 
   it('files readable by others: exit 5 with the chmod to run', async () => {
@@ -201,17 +230,42 @@ describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
     }
   });
 
-  it('JSON log lines, one per request, never a secret', async () => {
+  it('JSON log lines, one per request, never a secret; with json every line on stderr is JSON', async () => {
     const { home } = await configured();
     const served = await serve(home, {}, ['--log-format', 'json']);
     const c = await connectOverHttp(served.url, PASSCODE, entra.login);
     await fetch(`${served.url}/refresh`, { headers: { 'x-authid': c.authid } });
-    await served.stop();
-    const lines = served.stderr().split('\n').filter((l) => l.startsWith('{'));
-    const requests = lines.map((l) => JSON.parse(l)).filter((l) => l.event === 'request');
+    expect(await served.stop()).toBe(0);
+    const lines = served.stderr().split('\n').filter((l) => l !== '');
+    const parsed = lines.map((l) => {
+      try {
+        return JSON.parse(l) as Record<string, unknown>;
+      } catch {
+        throw new Error(`not a JSON line on stderr: ${l}`);
+      }
+    });
+    // The lines a person reads at start-up are events too, and keep their text.
+    expect(parsed.find((l) => l.event === 'serve.listening')).toMatchObject({ level: 'info', url: served.url });
+    expect(String(parsed.find((l) => l.event === 'serve.connect_here')?.message)).toMatch(/^Connect a OneDrive at http:/);
+    expect(parsed.at(-1)).toMatchObject({ event: 'serve.stopped' });
+    const requests = parsed.filter((l) => l.event === 'request');
     expect(requests.find((r) => r.route === '/refresh')).toMatchObject({ method: 'GET', status: 200, keyid: c.keyid.slice(0, 11) });
-    expect(typeof requests[0].ms).toBe('number');
+    expect(typeof requests[0]!.ms).toBe('number');
     expect(served.stderr()).not.toContain(c.authid.split(':')[1]);
+  });
+
+  it('with json, a failure to start is a JSON line too (and the exit code is the usual one)', async () => {
+    const { home, port } = await configured();
+    const first = await serve(home);
+    try {
+      const second = await run(['serve', '--log-format', 'json', '--listen', `127.0.0.1:${port}`], { BROKER_HOME: home });
+      expect(second.code).toBe(1);
+      const lines = second.stderr.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines.at(-1)).toMatchObject({ level: 'error', event: 'serve.failed', error: 'listen_failed' });
+      expect(String(lines.at(-1)!.message)).toMatch(/Cannot listen on 127\.0\.0\.1/);
+    } finally {
+      await first.stop();
+    }
   });
 
   it('metrics on the main listener when enabled, and on a separate address', async () => {

@@ -53,6 +53,8 @@ const HARDENING = {
   SystemCallFilter: '@system-service',
   SystemCallArchitectures: 'native',
   UMask: '0077',
+  // A core dump of the broker would hold the app secret and the refresh tokens in the clear.
+  LimitCORE: '0',
 };
 
 const verifyUnavailable = unavailable('service.test.ts', 'the systemd-analyze verify tests', missingCommand('systemd-analyze'));

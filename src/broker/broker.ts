@@ -1,6 +1,6 @@
 import { LoginFlow } from './connect.ts';
 import { FetchTokens } from './fetch-tokens.ts';
-import type { BrokerContext } from './context.ts';
+import type { BrokerConfig, BrokerContext } from './context.ts';
 import { TokenService, short } from './tokens.ts';
 
 export type RevokeResult = { keyid: string; alreadyRevoked: boolean };
@@ -15,6 +15,15 @@ export class Broker {
     this.tokens = new TokenService(ctx);
     this.login = new LoginFlow(ctx);
     this.fetchTokens = new FetchTokens(ctx.now);
+  }
+
+  /**
+   * Swaps the settings in use (a reloaded settings file). Everything reads
+   * `ctx.config` when it needs it, so the next request sees the new ones; a
+   * request under way finishes with what it read.
+   */
+  reconfigure(config: BrokerConfig): void {
+    this.ctx.config = config;
   }
 
   /** Revoke as the holder of the authid (HTTP): proves the secret first. */

@@ -21,6 +21,8 @@ interface PendingLogin {
   codeVerifier: string;
   nonce: string;
   cookieHash: Buffer;
+  /** As sent to Microsoft: the redemption must repeat it, even if the settings were reloaded meanwhile. */
+  redirectUri: string;
   expiresAt: number;
   /** Opaque data the caller wants back after the login (e.g. a Duplicati fetch token). */
   extra?: string;
@@ -50,7 +52,7 @@ export class LoginFlow {
   readonly passcode: PasscodeGuard;
 
   constructor(private readonly ctx: BrokerContext) {
-    this.passcode = new PasscodeGuard(ctx.config.passcodeHash, ctx.now);
+    this.passcode = new PasscodeGuard(() => ctx.config.passcodeHash, ctx.now, ctx.sleep);
   }
 
   services(): readonly Service[] {
@@ -86,6 +88,7 @@ export class LoginFlow {
       codeVerifier: pkce.verifier,
       nonce,
       cookieHash: sha256(cookieValue),
+      redirectUri: redirectUri(config),
       expiresAt: this.ctx.now() + LOGIN_TTL_MS,
       extra,
     });
@@ -128,7 +131,7 @@ export class LoginFlow {
     const { config } = ctx;
     const tokens = await redeemCode(
       tokenClient(ctx, pending.service),
-      { code: p.code, redirectUri: redirectUri(config), codeVerifier: pending.codeVerifier, scope: scopeString(pending.service) },
+      { code: p.code, redirectUri: pending.redirectUri, codeVerifier: pending.codeVerifier, scope: scopeString(pending.service) },
     );
     if (!tokens.refreshToken) {
       throw new BrokerError('login_failed', 'Microsoft sent no refresh token, so the broker could not keep this connection.', {

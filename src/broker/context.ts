@@ -34,11 +34,14 @@ export interface Observer {
 
 /** Everything the broker talks to, passed in so tests can substitute the network and the clock. */
 export interface BrokerContext {
+  /** Replaced whole by `Broker.reconfigure`: read it where it is used, never keep a copy. */
   config: BrokerConfig;
   store: Store;
   sodium: Sodium;
   fetch: Fetch;
   now: () => number;
+  /** Pauses (e.g. before a passcode check under attack); tests pass one that returns at once. */
+  sleep?: (ms: number) => Promise<void>;
   log: Logger;
   observer?: Observer;
 }

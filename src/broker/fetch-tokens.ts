@@ -1,4 +1,5 @@
 import { safeEqual, sha256 } from '../crypto/compare.ts';
+import { BrokerError } from '../errors.ts';
 import { FailureLimiter } from './rate-limit.ts';
 
 /**
@@ -10,7 +11,7 @@ import { FailureLimiter } from './rate-limit.ts';
 export const FETCH_TOKEN_TTL_MS = 5 * 60_000;
 export const FETCH_TOKEN_READY_TTL_MS = 30_000;
 /** Anyone may register fetch tokens; this bounds the memory they can take. */
-const MAX_TOKENS = 10_000;
+export const MAX_FETCH_TOKENS = 10_000;
 const TOKEN_SHAPE = /^[A-Za-z0-9._~-]{9,128}$/;
 
 export type FetchState = { kind: 'missing' } | { kind: 'unknown' } | { kind: 'wait' } | { kind: 'ready'; authid: string };
@@ -20,7 +21,10 @@ export class FetchTokens {
   /** Registrations per client address, so that one client cannot push out everyone else's tokens. */
   private readonly perClient: FailureLimiter;
 
-  constructor(private readonly now: () => number) {
+  constructor(
+    private readonly now: () => number,
+    private readonly capacity = MAX_FETCH_TOKENS,
+  ) {
     this.perClient = new FailureLimiter(30, FETCH_TOKEN_TTL_MS, now);
   }
 
@@ -40,15 +44,27 @@ export class FetchTokens {
     return FetchTokens.valid(token) && safeEqual(cookie ?? '', FetchTokens.cookieValue(token));
   }
 
-  /** False if the token is taken, or the client has registered too many. */
+  /**
+   * False if the token is taken, or the client has registered too many. A full
+   * table refuses (`rate_limited`, until its oldest entry ends) rather than push
+   * out a token whose login is under way: a flood of registrations must not cost
+   * a real Duplicati user the AuthID they are signing in for.
+   */
   register(token: string, client: { readonly address: string } = { address: 'unknown' }): boolean {
     if (!FetchTokens.valid(token)) return false;
     const t = this.now();
     const e = this.entries.get(token);
     if (e && e.expiresAt > t) return !e.authid; // the same page reloaded; never extend or reset an entry
     if (this.perClient.retryAfter(client.address) > 0) return false;
+    if (this.entries.size >= this.capacity) this.sweep(t);
+    if (this.entries.size >= this.capacity) {
+      let soonest = Number.POSITIVE_INFINITY;
+      for (const v of this.entries.values()) soonest = Math.min(soonest, v.expiresAt);
+      throw new BrokerError('rate_limited', 'Too many Duplicati logins are waiting right now; try again in a few minutes.', {
+        retryAfter: Math.max(1, Math.ceil((soonest - t) / 1000)),
+      });
+    }
     this.perClient.fail(client.address);
-    if (this.entries.size >= MAX_TOKENS) this.evict(t);
     this.entries.set(token, { expiresAt: t + FETCH_TOKEN_TTL_MS });
     return true;
   }
@@ -76,11 +92,7 @@ export class FetchTokens {
     return { kind: 'ready', authid: e.authid };
   }
 
-  private evict(t: number): void {
+  private sweep(t: number): void {
     for (const [k, v] of this.entries) if (v.expiresAt <= t) this.entries.delete(k);
-    for (const k of this.entries.keys()) {
-      if (this.entries.size < MAX_TOKENS) break;
-      this.entries.delete(k);
-    }
   }
 }

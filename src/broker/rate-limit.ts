@@ -1,6 +1,38 @@
+import { isIPv6 } from 'node:net';
+
 /**
- * Counts failures per key (a client address) in a fixed window. Only failures
- * count, so a caller who presents valid credentials is never slowed down.
+ * What counts as one client for rate limits: an IPv4 address, or the /64 prefix
+ * of an IPv6 address, since one home or one server usually gets a whole /64 and
+ * may pick any address in it. IPv4-mapped IPv6 counts as the IPv4 address.
+ * Anything else (e.g. 'unknown') is its own key.
+ */
+export function clientKey(address: string): string {
+  const a = address.trim().toLowerCase().replace(/^\[|\]$/g, '').replace(/%.*$/, '');
+  if (!isIPv6(a)) return a;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
+  if (mapped) return mapped[1]!;
+  return `${expandIPv6(a).slice(0, 4).join(':')}::/64`;
+}
+
+/** The eight groups of a valid IPv6 address, without leading zeros. */
+function expandIPv6(a: string): string[] {
+  let text = a;
+  // A dotted IPv4 tail (e.g. ::1.2.3.4) is the last two groups.
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (v4) {
+    const [b0, b1, b2, b3] = v4.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, v4.index)}${((b0 << 8) | b1).toString(16)}:${((b2 << 8) | b3).toString(16)}`;
+  }
+  const [head, tail] = text.split('::') as [string, string | undefined];
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return groups.map((g) => parseInt(g, 16).toString(16));
+}
+
+/**
+ * Counts failures per key (a client address, see clientKey) in a fixed window.
+ * Only failures count, so a caller who presents valid credentials is never slowed down.
  */
 export class FailureLimiter {
   private readonly windows = new Map<string, { count: number; resetAt: number }>();
@@ -14,7 +46,8 @@ export class FailureLimiter {
   ) {}
 
   /** Seconds until the key may try again, or 0 if it may try now. */
-  retryAfter(key: string): number {
+  retryAfter(address: string): number {
+    const key = clientKey(address);
     const w = this.windows.get(key);
     if (!w) return 0;
     const t = this.now();
@@ -25,7 +58,14 @@ export class FailureLimiter {
     return w.count >= this.limit ? Math.ceil((w.resetAt - t) / 1000) : 0;
   }
 
-  fail(key: string): void {
+  /** Failures of the key in its current window. */
+  count(address: string): number {
+    const w = this.windows.get(clientKey(address));
+    return w && this.now() < w.resetAt ? w.count : 0;
+  }
+
+  fail(address: string): void {
+    const key = clientKey(address);
     const t = this.now();
     const w = this.windows.get(key);
     if (w && t < w.resetAt) {
@@ -37,7 +77,8 @@ export class FailureLimiter {
   }
 
   /** Takes back one counted failure (an attempt counted up front that turned out valid). */
-  forgive(key: string): void {
+  forgive(address: string): void {
+    const key = clientKey(address);
     const w = this.windows.get(key);
     if (w && --w.count <= 0) this.windows.delete(key);
   }

@@ -98,7 +98,6 @@ export class TokenService {
     if (record.state !== 'active') {
       // Revoked or ended elsewhere (the CLI): nothing of it stays in this process.
       this.forget(id.keyid);
-      this.unsaved.delete(id.keyid);
     }
     assertUsable(record, this.ctx.config.publicUrl);
     const now = this.ctx.now();
@@ -121,10 +120,20 @@ export class TokenService {
     return sealed ? openJson<SealedGrant>(this.ctx.sodium, keys.sealKey, sealed) : null;
   }
 
-  /** Drops anything remembered about a connection (after revoke). */
+  /**
+   * Drops anything remembered about a connection (after revoke), also a rotation
+   * the store could not take: the connection is over, and that refresh token must
+   * not outlive it in memory nor be written back.
+   */
   forget(keyid: string): void {
     this.cache.delete(keyid);
     this.touched.delete(keyid);
+    this.unsaved.delete(keyid);
+  }
+
+  /** Connections whose newest refresh token only this process holds: a restart now would lose them. */
+  unsavedCount(): number {
+    return this.unsaved.size;
   }
 
   private touch(keyid: string, now: number): void {

@@ -85,10 +85,24 @@ export async function doctorCommand(io: Io, deps: { fetch: typeof fetch; timeout
             redirect_uri: `${s.publicUrl}/logged-in`,
             code_verifier: createPkce().verifier,
           }),
+          // Never follow: the body carries the app secret, and a redirect would hand it to
+          // whatever host it names. 'manual' rather than 'error' (as the token client does)
+          // only so that the check can say what happened.
+          redirect: 'manual',
           signal: AbortSignal.timeout(deps.timeoutMs ?? 10_000),
         });
       } catch {
         return { ok: false, text: `${tokenUrl} cannot be reached`, fix: 'Check the network, DNS and proxy settings, and --authority.', exit: EXIT.upstream };
+      }
+      if (reached.status >= 300 && reached.status < 400) {
+        const status = reached.status;
+        reached = undefined;
+        return {
+          ok: false,
+          text: `${tokenUrl} answered with a redirect (HTTP ${status}); the broker never follows one, since the app secret would go along`,
+          fix: 'Set --authority to the identity platform itself (https://login.microsoftonline.com), not an address that forwards.',
+          exit: EXIT.config,
+        };
       }
       return { ok: true, text: `${new URL(tokenUrl).origin} answers` };
     });

@@ -36,7 +36,11 @@ export async function initCommand(flags: InitOptions, io: Io): Promise<void> {
   if (newPasscode) {
     io.out(`Connect passcode (shown once; needed to create connections): ${newPasscode}`);
   }
-  io.out(`Next: \`broker serve\` (or \`broker service install\` to run it as a service), then open ${next.publicUrl}/ to connect OneDrive.`);
+  if (Object.keys(old).length === 0) {
+    io.out(`Next: \`broker serve\` (or \`broker service install\` to run it as a service), then open ${next.publicUrl}/ to connect OneDrive.`);
+  } else {
+    io.out('A running `broker serve` applies the new settings within a few seconds (listen address, HTTPS on/off and metrics need a restart); see its log.');
+  }
 }
 
 /** The new settings: each answer, else the old value, else the default. */

@@ -53,7 +53,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
 
   program
     .command('serve')
-    .description('run the HTTP server in the foreground (stops cleanly on SIGTERM/SIGINT)')
+    .description('run the HTTP server in the foreground (stops cleanly on SIGTERM/SIGINT; SIGHUP re-reads the settings and TLS files)')
     .addOption(new Option('--listen <host:port>', 'override the listen address [BROKER_LISTEN]'))
     .option('--tls-cert <path>', 'serve HTTPS with this PEM certificate (re-read on SIGHUP)')
     .option('--tls-key <path>', 'the PEM private key for --tls-cert')
@@ -122,7 +122,8 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
       sayError(io, 'cancelled; nothing was changed');
       return 130;
     }
-    sayError(io, e.message, e.hint);
+    // serve --log-format json has already written it as a JSON line.
+    if (!e.options.logged) sayError(io, e.message, e.hint);
     if (e.code === 'internal' && io.env.BROKER_DEBUG) io.err(String((e.cause as Error)?.stack ?? e.cause));
     return EXIT_CODE[e.code];
   }

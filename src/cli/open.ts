@@ -1,10 +1,24 @@
 import { Broker } from '../broker/broker.ts';
-import type { Logger } from '../broker/context.ts';
+import type { BrokerConfig, Logger } from '../broker/context.ts';
 import { loadSettings, type Settings } from '../config/settings.ts';
 import { loadSodium } from '../crypto/sodium.ts';
 import type { Store } from '../store/store.ts';
 import type { Fetch } from '../oauth/token-endpoint.ts';
 import { openStore } from './store-file.ts';
+
+/** What the domain takes from the settings file: at start, and again at each reload. */
+export function brokerConfig(settings: Settings): BrokerConfig {
+  return {
+    clientId: settings.clientId,
+    clientSecret: settings.clientSecret!,
+    tenant: settings.tenant,
+    authority: settings.authority,
+    publicUrl: settings.publicUrl,
+    passcodeHash: settings.passcodeHash,
+    allowedOrigins: settings.allowedOrigins,
+    secretExpires: settings.secretExpires,
+  };
+}
 
 export async function openBroker(
   home: string,
@@ -15,16 +29,7 @@ export async function openBroker(
   const sodium = await loadSodium();
   const store = openStore(home);
   const broker = new Broker({
-    config: {
-      clientId: settings.clientId,
-      clientSecret: settings.clientSecret!,
-      tenant: settings.tenant,
-      authority: settings.authority,
-      publicUrl: settings.publicUrl,
-      passcodeHash: settings.passcodeHash,
-      allowedOrigins: settings.allowedOrigins,
-      secretExpires: settings.secretExpires,
-    },
+    config: brokerConfig(settings),
     store,
     sodium,
     ...deps,

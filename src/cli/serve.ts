@@ -1,12 +1,14 @@
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { secretWarning } from '../broker/lifecycle.ts';
-import { brokerHome } from '../config/home.ts';
-import { isPlainHttpBeyondLocalhost, readSettings, validateListen, type Settings } from '../config/settings.ts';
+import { brokerHome, SETTINGS_FILE } from '../config/home.ts';
+import { isPlainHttpBeyondLocalhost, loadSettings, readSettings, validateListen, type Settings } from '../config/settings.ts';
 import { BrokerError } from '../errors.ts';
 import { makeLogger, type LogFormat } from '../log.ts';
-import { startServer, type RunningServer } from '../server.ts';
+import { startServer, type RunningServer, type TlsFiles } from '../server.ts';
 import { VERSION } from '../version.ts';
 import type { Io } from './io.ts';
-import { openBroker } from './open.ts';
+import { brokerConfig, openBroker } from './open.ts';
 
 export interface ServeFlags {
   listen?: string;
@@ -38,10 +40,39 @@ export function checkPublicUrl(s: Pick<Settings, 'publicUrl' | 'insecureHttp'>, 
   }
 }
 
-/** Runs until SIGTERM or SIGINT, then lets in-flight requests finish and exits 0. SIGHUP re-reads the TLS files. */
+/** What `serve` takes from flags, BROKER_* variables and the settings file, in that order. */
+interface Effective {
+  listen: string;
+  tls?: TlsFiles;
+  metrics: boolean;
+  metricsListen?: string;
+  trustProxy: boolean;
+  logFormat: string;
+}
+
+function effective(flags: ServeFlags, env: Record<string, string | undefined>, s: Partial<Settings>): Effective {
+  const cert = flags.tlsCert ?? s.tlsCert;
+  const key = flags.tlsKey ?? s.tlsKey;
+  return {
+    listen: flags.listen ?? env.BROKER_LISTEN ?? s.listen ?? '',
+    tls: cert && key ? { cert, key } : undefined,
+    metrics: Boolean(flags.metrics ?? s.metrics),
+    metricsListen: flags.metricsListen ?? s.metricsListen,
+    trustProxy: Boolean(flags.trustProxy ?? s.trustProxy),
+    logFormat: flags.logFormat ?? env.BROKER_LOG_FORMAT ?? s.logFormat ?? 'text',
+  };
+}
+
+/** How often `serve` looks at settings.json's modification time (one stat(2)). */
+export const SETTINGS_POLL_MS = 2000;
+
+/**
+ * Runs until SIGTERM or SIGINT, then lets in-flight requests finish and exits 0.
+ * The settings file is re-read on SIGHUP and when it changes (see reloadSettings).
+ */
 export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
   const home = brokerHome(io.env);
-  const format = (flags.logFormat ?? io.env.BROKER_LOG_FORMAT ?? readSettings(home).logFormat ?? 'text') as LogFormat;
+  const format = effective(flags, io.env, readSettings(home)).logFormat as LogFormat;
   if (format !== 'text' && format !== 'json') throw new BrokerError('usage', '--log-format must be text or json.');
   // One write(2) per event-loop turn instead of one per line: under load, many lines share a syscall.
   const pending: string[] = [];
@@ -51,15 +82,22 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
   const log = makeLogger(format, (l) => {
     if (pending.push(l) === 1) setImmediate(flush);
   });
-  const { broker, settings, store } = await openBroker(home, io.env, { fetch: globalThis.fetch, now: Date.now, log });
+  // With JSON logs, a failure to start is a JSON line too (main then prints nothing).
+  const failed = (e: unknown): unknown => {
+    if (format !== 'json' || !(e instanceof BrokerError)) return e;
+    log.error('serve.failed', { error: e.code, message: e.message, hint: e.hint });
+    flush();
+    return new BrokerError(e.code, e.message, { ...e.options, logged: true });
+  };
+  const { broker, settings, store } = await openBroker(home, io.env, { fetch: globalThis.fetch, now: Date.now, log }).catch((e: unknown) => {
+    throw failed(e);
+  });
+  let current = effective(flags, io.env, settings);
   let running: RunningServer;
   try {
     checkPublicUrl(settings, Boolean(flags.insecureHttp));
-    const { hostname, port } = parseListen(flags.listen ?? io.env.BROKER_LISTEN ?? settings.listen);
-    const cert = flags.tlsCert ?? settings.tlsCert;
-    const key = flags.tlsKey ?? settings.tlsKey;
-    if (Boolean(cert) !== Boolean(key)) throw new BrokerError('usage', 'HTTPS needs both --tls-cert and --tls-key.');
-    const metricsListenText = flags.metricsListen ?? settings.metricsListen;
+    const { hostname, port } = parseListen(current.listen);
+    if (Boolean(flags.tlsCert ?? settings.tlsCert) !== Boolean(flags.tlsKey ?? settings.tlsKey)) throw new BrokerError('usage', 'HTTPS needs both --tls-cert and --tls-key.');
     try {
       running = await startServer({
         broker,
@@ -67,10 +105,10 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
         port,
         version: VERSION,
         log,
-        tls: cert && key ? { cert, key } : undefined,
-        metrics: Boolean(flags.metrics ?? settings.metrics),
-        metricsListen: metricsListenText ? parseListen(metricsListenText, '--metrics-listen') : undefined,
-        trustProxy: Boolean(flags.trustProxy ?? settings.trustProxy),
+        tls: current.tls,
+        metrics: current.metrics,
+        metricsListen: current.metricsListen ? parseListen(current.metricsListen, '--metrics-listen') : undefined,
+        trustProxy: () => current.trustProxy,
       });
     } catch (e) {
       if (e instanceof BrokerError) throw e;
@@ -83,7 +121,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
     }
   } catch (e) {
     store.close();
-    throw e;
+    throw failed(e);
   }
   const secret = secretWarning(settings.secretExpires, Date.now());
   if (secret) log.warn('app.secret_expiry', { warning: secret });
@@ -92,30 +130,116 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
     log.warn('serve.plain_http_on_network', { listen: running.url, hint: 'use --tls-cert/--tls-key, or listen on 127.0.0.1 behind a reverse proxy' });
   }
   log.info('serve.started', { version: VERSION, listen: running.url, public_url: settings.publicUrl, metrics: running.metricsUrl, home });
-  flush(); // start-up lines come before the "listening on" line that scripts wait for
-  io.err(`broker ${VERSION} listening on ${running.url}`);
-  io.err(`Connect a OneDrive at ${settings.publicUrl}/ (redirect URI ${settings.publicUrl}/logged-in)`);
-
-  await new Promise<void>((resolve) => {
-    const onHup = () => {
-      running.reloadTls().then(
+  /**
+   * The one place where new settings reach the running server: the broker's
+   * config (passcode, app id and secret, tenant, authority, public URL, allowed
+   * origins, secret expiry), the log format, --trust-proxy and the TLS file paths.
+   * What needs a new socket is only named in a warning. A file that became
+   * invalid changes nothing: the old settings stay, and an error is logged.
+   */
+  const reloadSettings = (trigger: string): void => {
+    let next: Settings;
+    try {
+      next = loadSettings(home, io.env);
+      checkPublicUrl(next, Boolean(flags.insecureHttp));
+    } catch (e) {
+      const b = e instanceof BrokerError ? e : new BrokerError('internal', 'The settings file could not be read.');
+      log.error('settings.reload_failed', { trigger, error: b.code, reason: b.message, hint: 'the previous settings stay in use; fix the file (or run `broker init` again)' });
+      return;
+    }
+    const now = effective(flags, io.env, next);
+    const needRestart = [
+      now.listen !== current.listen && 'listen',
+      Boolean(now.tls) !== Boolean(current.tls) && (now.tls ? 'tls-cert/tls-key (HTTPS on)' : 'tls-cert/tls-key (HTTPS off)'),
+      now.metrics !== current.metrics && 'metrics',
+      now.metricsListen !== current.metricsListen && 'metrics-listen',
+    ].filter((x): x is string => Boolean(x));
+    if (needRestart.length) {
+      log.warn('settings.restart_needed', {
+        settings: needRestart.join(','),
+        hint: 'these need a new socket: restart the broker (systemctl --user restart broker) to apply them; until then the old ones stay in use',
+      });
+    }
+    broker.reconfigure(brokerConfig(next));
+    if (now.logFormat === 'text' || now.logFormat === 'json') log.setFormat(now.logFormat);
+    // HTTPS stays on or off; with it on, new file paths are read at once.
+    const tls = current.tls && now.tls ? now.tls : current.tls;
+    const newFiles = tls !== current.tls && (tls!.cert !== current.tls!.cert || tls!.key !== current.tls!.key);
+    current = { ...now, listen: current.listen, tls, metrics: current.metrics, metricsListen: current.metricsListen };
+    if (newFiles) {
+      running.reloadTls(tls).then(
         () => log.info('tls.reloaded'),
         (e) => log.warn('tls.reload_failed', { error: e instanceof BrokerError ? e.message : 'error' }),
       );
-    };
-    const stop = (signal: string) => {
-      process.off('SIGTERM', onTerm);
-      process.off('SIGINT', onInt);
-      process.off('SIGHUP', onHup);
-      log.info('serve.stopping', { signal });
-      running.stop().finally(resolve);
-    };
-    const onTerm = () => stop('SIGTERM');
-    const onInt = () => stop('SIGINT');
-    process.on('SIGTERM', onTerm);
-    process.on('SIGINT', onInt);
-    process.on('SIGHUP', onHup);
-  });
+    }
+    log.info('settings.reloaded', { trigger, public_url: next.publicUrl });
+    const expiry = secretWarning(next.secretExpires, Date.now());
+    if (expiry) log.warn('app.secret_expiry', { warning: expiry });
+  };
+
+  // settings.json is replaced whole (written to a new file, then renamed), so its
+  // inode, size or mtime change. Polled rather than watched: inotify watches follow
+  // the old inode after a rename and are missing on some network file systems, and
+  // one stat(2) every 2 s costs nothing.
+  const settingsPath = join(home, SETTINGS_FILE);
+  const signature = (): string => {
+    try {
+      const st = statSync(settingsPath);
+      return `${st.ino}:${st.size}:${st.mtimeMs}`;
+    } catch {
+      return 'missing';
+    }
+  };
+  let seen = signature();
+  const poll = setInterval(() => {
+    const sig = signature();
+    if (sig === seen) return;
+    seen = sig;
+    reloadSettings('settings.json changed');
+  }, SETTINGS_POLL_MS);
+  poll.unref();
+
+  let stopped!: () => void;
+  const done = new Promise<void>((resolve) => (stopped = resolve));
+  const onHup = () => {
+    seen = signature();
+    reloadSettings('SIGHUP');
+    running.reloadTls(current.tls).then(
+      () => {
+        if (current.tls) log.info('tls.reloaded');
+      },
+      (e) => log.warn('tls.reload_failed', { error: e instanceof BrokerError ? e.message : 'error' }),
+    );
+  };
+  const stop = (signal: string) => {
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
+    process.off('SIGHUP', onHup);
+    clearInterval(poll);
+    log.info('serve.stopping', { signal });
+    running.stop().finally(stopped);
+  };
+  const onTerm = () => stop('SIGTERM');
+  const onInt = () => stop('SIGINT');
+  // Before the "listening on" line: a script (or systemd) that saw it may signal at once.
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
+  process.on('SIGHUP', onHup);
+
+  const listening = `broker ${VERSION} listening on ${running.url}`;
+  const connectHere = `Connect a OneDrive at ${settings.publicUrl}/ (redirect URI ${settings.publicUrl}/logged-in)`;
+  if (format === 'json') {
+    // A log shipper parses every line: the lines meant for a person are events too, text kept in `message`.
+    log.info('serve.listening', { message: listening, url: running.url });
+    log.info('serve.connect_here', { message: connectHere, public_url: settings.publicUrl });
+    flush();
+  } else {
+    flush(); // start-up lines come before the "listening on" line that scripts wait for
+    io.err(listening);
+    io.err(connectHere);
+  }
+
+  await done;
   store.close();
   log.info('serve.stopped');
   flush();

@@ -141,7 +141,6 @@ export function validateSettings(s: Partial<Settings>, opts: { requireSecret: bo
 }
 
 function store(home: string): Conf<Settings> {
-  ensureHome(home);
   // Loaded only to write: reading is a JSON.parse, and conf (with ajv) costs ~10 ms of start-up.
   const { default: Conf } = require('conf') as typeof import('conf');
   return new Conf<Settings>({
@@ -213,6 +212,7 @@ export function loadSettings(home: string, env: Record<string, string | undefine
 }
 
 export function writeSettings(home: string, s: Settings): void {
+  ensureHome(home);
   try {
     const c = store(home);
     c.store = s;

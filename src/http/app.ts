@@ -67,12 +67,12 @@ const JSONP_CALLBACK = /^[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*$/;
  */
 export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo) => Promise<Response> {
   const { broker } = opts;
-  const { config } = broker.ctx;
   const now = opts.now ?? Date.now;
-  const secureCookie = config.publicUrl.startsWith('https://');
-  const cookieName = secureCookie ? '__Host-broker_login' : 'broker_login';
-  const fetchCookieName = secureCookie ? '__Host-broker_fetch' : 'broker_fetch';
-  const authorityOrigin = new URL(config.authority).origin;
+  // Read per request, never kept: `broker.reconfigure` (a settings reload) swaps it.
+  const settings = () => broker.ctx.config;
+  const secureCookie = () => settings().publicUrl.startsWith('https://');
+  const cookieName = () => (secureCookie() ? '__Host-broker_login' : 'broker_login');
+  const fetchCookieName = () => (secureCookie() ? '__Host-broker_fetch' : 'broker_fetch');
 
   const routes: Record<string, Partial<Record<string, Handler>>> = {
     '/': { GET: start, HEAD: start },
@@ -99,7 +99,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     const services = type ? broker.login.services().filter((s) => s.id === type) : broker.login.services();
     const res = html(x, 200, startPage({ nonce: x.nonce, services, selected: type ?? DEFAULT_SERVICE_ID, fetchToken, filter: type ?? undefined }));
     if (fetchToken) {
-      res.headers.append('set-cookie', new Bun.Cookie(fetchCookieName, FetchTokens.cookieValue(fetchToken), { httpOnly: true, sameSite: 'lax', secure: secureCookie, path: '/', maxAge: 300 }).serialize());
+      res.headers.append('set-cookie', new Bun.Cookie(fetchCookieName(), FetchTokens.cookieValue(fetchToken), { httpOnly: true, sameSite: 'lax', secure: secureCookie(), path: '/', maxAge: 300 }).serialize());
     }
     return res;
   }
@@ -109,7 +109,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     const source = req.headers.get('origin') ?? req.headers.get('referer');
     if (!source) return false;
     try {
-      return config.allowedOrigins.includes(new URL(source).origin);
+      return settings().allowedOrigins.includes(new URL(source).origin);
     } catch {
       return false;
     }
@@ -122,9 +122,14 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
   function assertSameSiteForm(req: Request): void {
     const site = req.headers.get('sec-fetch-site');
     const origin = req.headers.get('origin');
-    const ours = new URL(config.publicUrl).origin;
-    if ((site && site !== 'same-origin' && site !== 'none') || (origin && origin !== 'null' && origin !== ours)) {
-      throw new BrokerError('invalid_request', 'This form must be sent from the broker\'s own start page.', { hint: `Open ${config.publicUrl}/ and try again.` });
+    const { publicUrl } = settings();
+    const ours = new URL(publicUrl).origin;
+    const otherSite = site !== null && site !== 'same-origin' && site !== 'none';
+    // `Origin: null` comes from sandboxed frames, data: URLs and cross-site redirects
+    // (and, same-site, from privacy settings): only Sec-Fetch-Site can vouch for it.
+    const otherOrigin = origin !== null && origin !== ours && !(origin === 'null' && site !== null);
+    if (otherSite || otherOrigin) {
+      throw new BrokerError('invalid_request', 'This form must be sent from the broker\'s own start page.', { hint: `Open ${publicUrl}/ and try again.` });
     }
   }
 
@@ -142,7 +147,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     const passcode = field(form, 'passcode', 1024) ?? '';
     const token = field(form, 'token', 256);
     const cookies = new Bun.CookieMap(x.req.headers.get('cookie') ?? '');
-    const fetchToken = token !== null && FetchTokens.cookieMatches(token, cookies.get(fetchCookieName)) ? token : undefined;
+    const fetchToken = token !== null && FetchTokens.cookieMatches(token, cookies.get(fetchCookieName())) ? token : undefined;
     const filter = field(form, 'type', 64);
     const all = broker.login.services();
     const services = filter && all.some((s) => s.id === filter) ? all.filter((s) => s.id === filter) : all;
@@ -151,11 +156,11 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
       const res = redirect(started.authorizeUrl);
       res.headers.append(
         'set-cookie',
-        new Bun.Cookie(cookieName, started.cookieValue, {
+        new Bun.Cookie(cookieName(), started.cookieValue, {
           httpOnly: true,
           // Lax, not Strict: the callback is a top-level navigation from Microsoft's site.
           sameSite: 'lax',
-          secure: secureCookie,
+          secure: secureCookie(),
           path: '/',
           maxAge: started.maxAgeSeconds,
         }).serialize(),
@@ -174,10 +179,11 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
 
   async function loggedIn(x: Exchange): Promise<Response> {
     const q = x.url.searchParams;
-    const cookieValue = new Bun.CookieMap(x.req.headers.get('cookie') ?? '').get(cookieName);
+    const cookieValue = new Bun.CookieMap(x.req.headers.get('cookie') ?? '').get(cookieName());
     const result = await broker.login.finish({ state: q.get('state'), code: q.get('code'), error: q.get('error'), cookieValue });
     x.keyid = result.keyid;
     if (result.extra) broker.fetchTokens.attach(result.extra, result.authid);
+    const config = settings();
     const page = loggedInPage({
       nonce: x.nonce,
       authid: result.authid,
@@ -188,7 +194,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
       allowedOrigins: config.allowedOrigins,
     });
     const res = html(x, 200, page);
-    res.headers.append('set-cookie', new Bun.Cookie(cookieName, '', { path: '/', maxAge: 0, httpOnly: true, secure: secureCookie, sameSite: 'lax' }).serialize());
+    res.headers.append('set-cookie', new Bun.Cookie(cookieName(), '', { path: '/', maxAge: 0, httpOnly: true, secure: secureCookie(), sameSite: 'lax' }).serialize());
     return res;
   }
 
@@ -300,12 +306,20 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
   }
 
   function healthz(): Response {
-    const secret = secretWarning(config.secretExpires, now());
-    return json({ status: 'ok', version: opts.version, warnings: secret ? [secret] : [] }, 200);
+    const warnings: string[] = [];
+    const secret = secretWarning(settings().secretExpires, now());
+    if (secret) warnings.push(secret);
+    const unsaved = broker.tokens.unsavedCount();
+    if (unsaved) {
+      warnings.push(
+        `${unsaved === 1 ? '1 connection\'s newest refresh token is' : `${unsaved} connections' newest refresh tokens are`} held only in memory (the store could not be written): make BROKER_HOME writable and do not restart the broker until the next request of each saves it.`,
+      );
+    }
+    return json({ status: 'ok', version: opts.version, warnings }, 200);
   }
 
   function html(x: Exchange, status: number, body: string, err?: BrokerError): Response {
-    const headers = pageHeaders(x.nonce, authorityOrigin);
+    const headers = pageHeaders(x.nonce, new URL(settings().authority).origin);
     if (err) for (const [k, v] of errorHeaders(err)) headers.set(k, v);
     return new Response(x.req.method === 'HEAD' ? null : body, { status, headers });
   }

@@ -133,7 +133,8 @@ export async function serve(
     const timer = setTimeout(() => rej(new Error(`serve did not start:\n${err}`)), opts.startTimeoutMs ?? 10_000);
     child.stderr!.on('data', (d) => {
       err += d;
-      const m = /listening on (https?:\/\/\S+)/.exec(err);
+      // Plain text, or inside a JSON line with --log-format json.
+      const m = /listening on (https?:\/\/[^\s"]+)/.exec(err);
       if (m) {
         clearTimeout(timer);
         res(m[1]!);

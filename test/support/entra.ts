@@ -172,6 +172,11 @@ export interface Entra {
   addRedirectUri(uri: string): void;
   /** Simulates the user withdrawing consent: every grant and token dies. */
   revokeAllGrants(): void;
+  /**
+   * The owner made a new app secret and deleted the old one: from now on the
+   * token endpoint takes only `secret` (anything else: invalid_client, AADSTS7000215).
+   */
+  rotateClientSecret(secret: string): void;
   /** Stable ids of the account a login name maps to (without logging in). */
   account(username: string): { sub: string; oid: string; preferredUsername: string };
   close(): Promise<void>;
@@ -555,6 +560,8 @@ export async function startEntra(opts: EntraOptions = {}): Promise<Entra> {
     stats.reuseWithinGrace += 1;
   };
   const accounts = new Map<string, AccountInfo>();
+  /** Set by rotateClientSecret; translated to the registered secret before oidc-provider sees it. */
+  let rotatedSecret: string | undefined;
 
   // Everything that could keep the process alive after close(): sockets,
   // pending delays and deliberately hung requests.
@@ -858,6 +865,19 @@ export async function startEntra(opts: EntraOptions = {}): Promise<Entra> {
     }
 
     await sleep((failure?.delayMs ?? 0) + tokenDelayMs);
+    if (rotatedSecret !== undefined) {
+      const form = new URLSearchParams(await readBody(ctx.req));
+      if (form.get('client_secret') !== rotatedSecret) {
+        const grantType = form.get('grant_type');
+        if (grantType) stats.byGrant[grantType] = (stats.byGrant[grantType] ?? 0) + 1;
+        ctx.status = 401;
+        ctx.body = { error: 'invalid_client', error_description: 'AADSTS7000215: Invalid client secret provided.', error_codes: [7000215] };
+        return;
+      }
+      form.set('client_secret', clientSecret);
+      // oidc-provider takes an already-read body from req.body.
+      (ctx.req as IncomingMessage & { body?: string }).body = form.toString();
+    }
     await next();
 
     const grantType = ctx.oidc?.params?.grant_type;
@@ -991,6 +1011,9 @@ export async function startEntra(opts: EntraOptions = {}): Promise<Entra> {
     },
     addRedirectUri: (uri) => {
       redirectUris.add(uri);
+    },
+    rotateClientSecret: (secret) => {
+      rotatedSecret = secret;
     },
     revokeAllGrants: () => {
       for (const model of ['Grant', 'AccessToken', 'RefreshToken', 'AuthorizationCode']) store.model(model).clear();

@@ -37,6 +37,8 @@ export interface HarnessOptions {
   log?: Logger;
   /** The network (default: the real one), e.g. to hold or fail a chosen request. */
   fetch?: Fetch;
+  /** The broker's pauses (default: real ones), e.g. to record them instead of waiting. */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
@@ -62,6 +64,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     sodium: await loadSodium(),
     fetch: opts.fetch ?? globalThis.fetch,
     now,
+    sleep: opts.sleep,
     log: opts.log ?? silentLogger,
   });
   const app = createApp({ broker, version: 'test', now });

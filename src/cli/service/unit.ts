@@ -75,7 +75,7 @@ export function renderUnit(u: UnitSpec): string {
     '[Service]',
     'Type=simple',
     `ExecStart=${[...u.exec.map(execArg), 'serve'].join(' ')}`,
-    '# `systemctl reload broker` re-reads the TLS certificate and key.',
+    '# `systemctl reload broker` re-reads settings.json and the TLS certificate and key.',
     'ExecReload=/bin/kill -HUP $MAINPID',
     `Environment=BROKER_HOME=${spec(u.home)}`,
     'Restart=on-failure',
@@ -84,6 +84,8 @@ export function renderUnit(u: UnitSpec): string {
     ...(u.user ? [`User=${u.user}`] : []),
     ...(u.group ? [`Group=${u.group}`] : []),
     'UMask=0077',
+    '# No core dumps: one would hold the app secret and open refresh tokens in the clear.',
+    'LimitCORE=0',
     ...(u.credentialFile
       ? [
           '# The app secret, readable only by this service as $CREDENTIALS_DIRECTORY/client-secret;',
