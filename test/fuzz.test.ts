@@ -165,6 +165,7 @@ class Gen {
     switch (this.int(10)) {
       case 0: return this.chars('abcdefghijklmnopqrstuvwxyz0123456789', this.int(40));
       case 1: return this.pick(['%', '%Z', '%ZZ', '%E0%A4%A', '%C3%28', '%00', '%FF%FE', '%%41', '%u0041', '%2', '%c0%af']);
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a template-injection payload, on purpose
       case 2: return this.pick(['<script>alert(1)</script>', '"><img src=x onerror=1>', "'; DROP TABLE connections;--", '${7*7}', '../../../etc/passwd', '\r\nX-Injected: 1', 'a\u2028b', '\uFEFF', '\uD800', 'angular.callbacks._0', 'a.b.c', '__proto__', 'constructor']);
       case 3: return String.fromCodePoint(...Array.from({ length: this.int(20) }, () => this.int(0x2ffff)));
       case 4: return 'A'.repeat(this.int(5000));
@@ -226,7 +227,7 @@ class Gen {
       case 3: return Buffer.alloc(16 * 1024 + 1 + this.int(24 * 1024), 0x61); // over the 16 KiB form limit
       case 4: return Buffer.from(JSON.stringify({ authid: this.authid(), passcode: this.text() }));
       case 5: return Buffer.from(`--zz\r\nContent-Disposition: form-data; name="authid"\r\n\r\n${this.authid()}\r\n--zz--`);
-      case 6: return Buffer.from('a=' + '&a='.repeat(this.int(4000)));
+      case 6: return Buffer.from(`a=${'&a='.repeat(this.int(4000))}`);
       default: {
         const fields = ['authid', 'passcode', 'id', 'token', 'state', 'code', 'callback', 'type', this.text()];
         const n = 1 + this.int(4);

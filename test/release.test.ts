@@ -69,7 +69,7 @@ describe('release archives', () => {
         .split('\n')
         .flatMap((l) => /\(NEEDED\).*\[(.+)\]/.exec(l)?.[1] ?? [])
         .sort();
-      expect(needed).toEqual(['libc.musl-' + (name.startsWith('linux-x64') ? 'x86_64' : 'aarch64') + '.so.1', 'libstdc++.so.6'].sort());
+      expect(needed).toEqual([`libc.musl-${name.startsWith('linux-x64') ? 'x86_64' : 'aarch64'}.so.1`, 'libstdc++.so.6'].sort());
     }
     const macho = (name: string) => {
       const b = readFileSync(binaryOf(name));

@@ -152,7 +152,7 @@ export class TokenService {
     const { ctx } = this;
     // Re-read inside the flight: the row may have changed while we waited our turn.
     const record = ctx.store.get(id.keyid);
-    if (!record || !record.sealed) throw GENERIC();
+    if (!record?.sealed) throw GENERIC();
     assertUsable(record, ctx.config.publicUrl);
     let grant = openJson<SealedGrant>(ctx.sodium, keys.sealKey, record.sealed);
     let version = record.version;

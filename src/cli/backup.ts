@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSyn
 import { dirname, join, resolve } from 'node:path';
 import { ensureHome, SETTINGS_FILE, STORE_FILE } from '../config/home.ts';
 import { BrokerError } from '../errors.ts';
-import { countConnections, readBackup, restoreStore, writeBackup } from '../store/backup.ts';
+import { type BackupInfo, countConnections, readBackup, restoreStore, writeBackup } from '../store/backup.ts';
 import { VERSION } from '../version.ts';
 import type { Io } from './io.ts';
 import { openStore } from './store-file.ts';
@@ -23,7 +23,7 @@ export function backupCommand(home: string, io: Io, fileArg: string, opts: { for
   // A new folder for it is private like BROKER_HOME; an existing one is the user's choice.
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   const store = openStore(home);
-  let info;
+  let info: BackupInfo;
   try {
     info = writeBackup(store, file, { settings, brokerVersion: VERSION, now: now() });
   } finally {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Broker } from '../broker/broker.ts';
-import { short } from '../broker/tokens.ts';
+import { short, type AccessToken } from '../broker/tokens.ts';
 import { asBrokerError, BrokerError } from '../errors.ts';
 import { FetchTokens } from '../broker/fetch-tokens.ts';
 import { connectionWarnings, idleExpiresAt, secretWarning } from '../broker/lifecycle.ts';
@@ -209,7 +209,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
         hint: 'Send it in the X-AuthID header (or the authid field, or Authorization: Bearer).',
       });
     }
-    let token;
+    let token: AccessToken;
     try {
       token = await broker.tokens.getAccessToken(authid, x.client);
     } catch (e) {
