@@ -31,7 +31,10 @@ const server = Bun.serve({
         headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
         body: await req.text(),
       });
-      return new Response(await res.text(), { status: res.status, headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' } });
+      return new Response(await res.text(), {
+        status: res.status,
+        headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
+      });
     }
     return new Response(BODY, {
       headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', pragma: 'no-cache', vary: 'Accept' },
@@ -44,5 +47,5 @@ const shutdown = () => {
   server.stop(true);
   process.exit(0);
 };
-process.on("SIGTERM", shutdown);
-process.on("SIGINT", shutdown);
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);

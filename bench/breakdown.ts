@@ -42,8 +42,13 @@ store.insert({ keyid: id.keyid, service: 'onedrivev2', checkTag: keys.checkTag, 
 
 const broker = new Broker({
   config: {
-    clientId: '00000000-0000-0000-0000-000000000000', clientSecret: 'x', tenant: 'consumers', authority: 'http://127.0.0.1:9',
-    publicUrl: 'http://127.0.0.1:8080', passcodeHash: 'x', allowedOrigins: [],
+    clientId: '00000000-0000-0000-0000-000000000000',
+    clientSecret: 'x',
+    tenant: 'consumers',
+    authority: 'http://127.0.0.1:9',
+    publicUrl: 'http://127.0.0.1:8080',
+    passcodeHash: 'x',
+    allowedOrigins: [],
   },
   store,
   sodium,

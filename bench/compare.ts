@@ -59,8 +59,26 @@ async function setup(name: 'A' | 'B', bin: string): Promise<Side> {
   const port = await freePort();
   writeFileSync(join(dir, 'secret'), entra.clientSecret);
   const env = envFor(home);
-  const r = spawnSync(bin, ['init', '--non-interactive', '--client-id', entra.clientId, '--client-secret-file', join(dir, 'secret'), '--authority', entra.authority,
-    '--public-url', `http://127.0.0.1:${port}`, '--listen', `127.0.0.1:${port}`, '--passcode', PASSCODE], { env, encoding: 'utf8' });
+  const r = spawnSync(
+    bin,
+    [
+      'init',
+      '--non-interactive',
+      '--client-id',
+      entra.clientId,
+      '--client-secret-file',
+      join(dir, 'secret'),
+      '--authority',
+      entra.authority,
+      '--public-url',
+      `http://127.0.0.1:${port}`,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--passcode',
+      PASSCODE,
+    ],
+    { env, encoding: 'utf8' },
+  );
   if (r.status !== 0) throw new Error(r.stderr);
   await seedStore(join(home, 'broker.db'), 6);
   const stderr = name === 'B' && values['b-stderr'] === 'null' ? openSync('/dev/null', 'w') : openSync(join(dir, 'serve.log'), 'a');
@@ -91,17 +109,28 @@ for (const s of sides) s.ref = await login(s);
 for (const s of sides) for (const id of [...s.hit, s.ref!]) await (await fetch(`${s.url}/refresh`, { headers: { 'x-authid': id } })).arrayBuffer();
 
 const out: Record<string, { A: number[]; B: number[] }> = {};
-const add = (k: string, side: 'A' | 'B', v: number) => ((out[k] ??= { A: [], B: [] })[side].push(v));
+const add = (k: string, side: 'A' | 'B', v: number) => (out[k] ??= { A: [], B: [] })[side].push(v);
 
 for (let r = 0; r < ROUNDS; r++) {
   const order = r % 2 ? [sides[1]!, sides[0]!] : sides;
   if (only.has('cache')) {
     for (const s of order) {
       const cpu0 = cpuMs(s.child!.pid!);
-      const res = await runJsonChild<LoadResult>(join(import.meta.dirname, 'load.ts'), {
-        mode: 'closed', host: '127.0.0.1', port: s.port, path: '/refresh', connections: 50, warmupMs: 500, durationMs: 2000,
-        headerSets: s.hit.map((a) => ({ 'X-AuthID': a })), hardTimeoutMs: 20_000,
-      }, 30_000);
+      const res = await runJsonChild<LoadResult>(
+        join(import.meta.dirname, 'load.ts'),
+        {
+          mode: 'closed',
+          host: '127.0.0.1',
+          port: s.port,
+          path: '/refresh',
+          connections: 50,
+          warmupMs: 500,
+          durationMs: 2000,
+          headerSets: s.hit.map((a) => ({ 'X-AuthID': a })),
+          hardTimeoutMs: 20_000,
+        },
+        30_000,
+      );
       if (res.errors) throw new Error(`${s.name}: ${res.errors} errors`);
       add('cache-hit req/s', s.name, res.rps);
       add('cache-hit p50 ms', s.name, res.latencyMs.p50);
@@ -141,7 +170,9 @@ for (let r = 0; r < ROUNDS; r++) {
 process.stdout.write(`A = ${binA}\nB = ${binB}${values['b-stderr'] === 'null' ? ' (log to /dev/null)' : ''}\nmedians of ${ROUNDS} interleaved rounds\n`);
 for (const [k, v] of Object.entries(out)) {
   const ratios = v.A.map((a, i) => v.B[i]! / a);
-  process.stdout.write(`${k.padEnd(22)} A ${String(round(median(v.A), 2)).padStart(9)}  B ${String(round(median(v.B), 2)).padStart(9)}  B/A ${round(median(ratios), 3)}  (rounds B/A: ${ratios.map((x) => round(x, 2)).join(' ')})\n`);
+  process.stdout.write(
+    `${k.padEnd(22)} A ${String(round(median(v.A), 2)).padStart(9)}  B ${String(round(median(v.B), 2)).padStart(9)}  B/A ${round(median(ratios), 3)}  (rounds B/A: ${ratios.map((x) => round(x, 2)).join(' ')})\n`,
+  );
 }
 clearTimeout(hard);
 for (const c of children) await stopChild(c);

@@ -73,7 +73,11 @@ function summarize(file: string, top = 25): string {
   }
   const busy = total - idle;
   const fmt = (m: Map<string, number>) =>
-    [...m].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, v]) => `  ${v.toFixed(1).padStart(9)} ms ${((v / busy) * 100).toFixed(1).padStart(5)}%  ${k}`).join('\n');
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([k, v]) => `  ${v.toFixed(1).padStart(9)} ms ${((v / busy) * 100).toFixed(1).padStart(5)}%  ${k}`)
+      .join('\n');
   return [
     `profile ${file}: ${total.toFixed(0)} ms sampled, ${idle.toFixed(0)} ms idle, ${busy.toFixed(0)} ms busy (percentages of busy)`,
     'by source (self time):',
@@ -99,22 +103,49 @@ function source(url: string, fn: string): string {
 }
 
 function latestProfile(dir: string): string {
-  const f = readdirSync(dir).filter((x) => x.endsWith('.cpuprofile')).sort().pop();
+  const f = readdirSync(dir)
+    .filter((x) => x.endsWith('.cpuprofile'))
+    .sort()
+    .pop();
   if (!f) throw new Error(`no .cpuprofile in ${dir}`);
   return join(dir, f);
 }
 
-async function serveProfiled(ttl: number, logins: number): Promise<{ stop: () => Promise<string>; url: string; port: number; authids: string[]; entra: Awaited<ReturnType<typeof startEntra>> }> {
+async function serveProfiled(
+  ttl: number,
+  logins: number,
+): Promise<{ stop: () => Promise<string>; url: string; port: number; authids: string[]; entra: Awaited<ReturnType<typeof startEntra>> }> {
   const entra = await startEntra({ acceptRedirectUri: (u) => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(u) });
   const home = join(work, 'home');
   const port = await freePort();
   writeFileSync(join(work, 'secret'), entra.clientSecret);
   const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', BROKER_HOME: home };
-  const init = spawnSync(BIN, ['init', '--non-interactive', '--client-id', entra.clientId, '--client-secret-file', join(work, 'secret'),
-    '--authority', entra.authority, '--public-url', `http://127.0.0.1:${port}`, '--listen', `127.0.0.1:${port}`, '--passcode', PASSCODE], { env, encoding: 'utf8' });
+  const init = spawnSync(
+    BIN,
+    [
+      'init',
+      '--non-interactive',
+      '--client-id',
+      entra.clientId,
+      '--client-secret-file',
+      join(work, 'secret'),
+      '--authority',
+      entra.authority,
+      '--public-url',
+      `http://127.0.0.1:${port}`,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--passcode',
+      PASSCODE,
+    ],
+    { env, encoding: 'utf8' },
+  );
   if (init.status !== 0) throw new Error(init.stderr);
   const profDir = join(work, 'prof');
-  const child = spawn(BIN, ['serve'], { env: { ...env, BUN_OPTIONS: profOpts(profDir, 250) }, stdio: ['ignore', 'ignore', openSync(join(work, 'serve.log'), 'a')] });
+  const child = spawn(BIN, ['serve'], {
+    env: { ...env, BUN_OPTIONS: profOpts(profDir, 250) },
+    stdio: ['ignore', 'ignore', openSync(join(work, 'serve.log'), 'a')],
+  });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 2000; i++) {
     try {
@@ -146,11 +177,24 @@ if (what === 'summarize') {
 }
 if (what === 'cache') {
   const s = await serveProfiled(3600, 3);
-  const r = await runJsonChild<LoadResult>(join(ROOT, 'bench', 'load.ts'), {
-    mode: 'closed', host: '127.0.0.1', port: s.port, path: '/refresh', connections: 50, warmupMs: 500, durationMs: seconds * 1000,
-    headerSets: s.authids.map((a) => ({ 'X-AuthID': a })), hardTimeoutMs: (seconds + 10) * 1000,
-  }, (seconds + 20) * 1000);
-  process.stdout.write(`load (profiled, so slower than in npm run bench): ${r.rps}/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, errors ${r.errors}\n`);
+  const r = await runJsonChild<LoadResult>(
+    join(ROOT, 'bench', 'load.ts'),
+    {
+      mode: 'closed',
+      host: '127.0.0.1',
+      port: s.port,
+      path: '/refresh',
+      connections: 50,
+      warmupMs: 500,
+      durationMs: seconds * 1000,
+      headerSets: s.authids.map((a) => ({ 'X-AuthID': a })),
+      hardTimeoutMs: (seconds + 10) * 1000,
+    },
+    (seconds + 20) * 1000,
+  );
+  process.stdout.write(
+    `load (profiled, so slower than in npm run bench): ${r.rps}/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, errors ${r.errors}\n`,
+  );
   file = await s.stop();
 } else if (what === 'refresh') {
   const s = await serveProfiled(30, 1);
@@ -170,7 +214,9 @@ if (what === 'cache') {
 } else if (what === 'seal') {
   const profDir = join(work, 'prof');
   const script = join(work, 'seal.ts');
-  writeFileSync(script, `
+  writeFileSync(
+    script,
+    `
 import { deriveKeys, openJson, sealJson } from '${ROOT}/src/crypto/seal.ts';
 import { generateAuthId } from '${ROOT}/src/crypto/authid.ts';
 import { loadSodium } from '${ROOT}/src/crypto/sodium.ts';
@@ -181,7 +227,8 @@ const g = realisticGrant(Date.now());
 const t0 = performance.now(); let n = 0;
 while (performance.now() - t0 < ${seconds * 1000} && n < 2_000_000) { openJson(sodium, keys.sealKey, sealJson(sodium, keys.sealKey, g)); n++; }
 console.log(Math.round(n / (performance.now() - t0) * 1000) + ' seal+open per second (profiled)');
-`);
+`,
+  );
   const r = spawnSync(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=100', script], { encoding: 'utf8' });
   process.stdout.write(r.stdout + r.stderr);
   file = latestProfile(profDir);

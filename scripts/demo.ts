@@ -37,8 +37,22 @@ const env = { ...process.env, BROKER_HOME: home };
 writeFileSync(secretFile, provider.clientSecret, { mode: 0o600 });
 const init = spawnSync(
   binary,
-  ['init', '--non-interactive', '--client-id', provider.clientId, '--client-secret-file', secretFile, '--authority', provider.authority,
-    '--public-url', publicUrl, '--listen', `127.0.0.1:${port}`, '--passcode', passcode],
+  [
+    'init',
+    '--non-interactive',
+    '--client-id',
+    provider.clientId,
+    '--client-secret-file',
+    secretFile,
+    '--authority',
+    provider.authority,
+    '--public-url',
+    publicUrl,
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--passcode',
+    passcode,
+  ],
   { env, encoding: 'utf8' },
 );
 if (init.status !== 0) {

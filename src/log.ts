@@ -37,6 +37,7 @@ export function makeLogger(initial: LogFormat, write: (line: string) => void, no
     setFormat: (f) => {
       format = f;
     },
-    request: (r) => line(r.status >= 500 ? 'warn' : 'info', 'request', { method: r.method, route: r.route, status: r.status, ms: r.ms, keyid: r.keyid, error: r.error }),
+    request: (r) =>
+      line(r.status >= 500 ? 'warn' : 'info', 'request', { method: r.method, route: r.route, status: r.status, ms: r.ms, keyid: r.keyid, error: r.error }),
   };
 }

@@ -24,7 +24,7 @@ export class Metrics {
     });
     this.upstream = new Histogram({
       name: 'broker_upstream_request_duration_seconds',
-      help: 'Latency of calls to Microsoft\'s token endpoint.',
+      help: "Latency of calls to Microsoft's token endpoint.",
       labelNames: ['outcome'],
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20],
       registers,

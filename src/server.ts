@@ -116,7 +116,11 @@ export async function startServer(p: ServerOptions): Promise<RunningServer> {
   const host = (h: string) => (h.includes(':') ? `[${h}]` : h);
   return {
     url: `${p.tls ? 'https' : 'http'}://${host(p.hostname)}:${port}`,
-    metricsUrl: metricsServer ? `http://${host(p.metricsListen!.hostname)}:${metricsServer.port ?? p.metricsListen!.port}/metrics` : metricsOnMain ? `/metrics` : undefined,
+    metricsUrl: metricsServer
+      ? `http://${host(p.metricsListen!.hostname)}:${metricsServer.port ?? p.metricsListen!.port}/metrics`
+      : metricsOnMain
+        ? `/metrics`
+        : undefined,
     async reloadTls(paths) {
       if (!tlsFiles) return;
       const files = await readTls(paths ?? tlsFiles);

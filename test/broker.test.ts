@@ -106,7 +106,7 @@ describe('login', () => {
     expect(h.entra.issued().idTokens.length, 'no id_token was issued, so the nonce never came into play').toBe(idTokens);
   });
 
-  it('an error from Microsoft is shown without its description text, in the broker\'s own words', async () => {
+  it("an error from Microsoft is shown without its description text, in the broker's own words", async () => {
     const started = await h.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: PASSCODE })));
     const cookie = started.headers.get('set-cookie')!.split(';')[0]!;
     const callback = await h.entra.login(started.headers.get('location')!, { cancel: true });
@@ -265,7 +265,12 @@ describe('revoke over HTTP', () => {
 
   it('the revoke form (POST /revoked) works from a browser and explains consent removal', async () => {
     const c = await h.connect();
-    const res = await h.app(new Request(`${PUBLIC_URL}/revoked`, { ...form({ authid: c.authid }), headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' } }));
+    const res = await h.app(
+      new Request(`${PUBLIC_URL}/revoked`, {
+        ...form({ authid: c.authid }),
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' },
+      }),
+    );
     expect(res.status).toBe(200);
     const page = await res.text();
     expect(page).toContain('connection is deleted');

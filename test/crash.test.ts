@@ -16,7 +16,6 @@ import { unavailable } from './support/requires.ts';
 const PASSCODE = 'crash-passcode-1234';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
 async function setUpHome(entra: Entra, home: string): Promise<void> {
   await configuredHome(entra, PASSCODE, { home });
 }
@@ -102,7 +101,10 @@ describe('SIGKILL under load', () => {
         // not at Entra, which keeps old refresh tokens usable. So a kill waits until every connection
         // has committed one refresh since the last restart, then comes at a random moment.
         for (let w = 0; w < 500 && lastOk.some((t) => t < restartedAt); w++) await sleep(20);
-        expect(lastOk.every((t) => t >= restartedAt), `a connection made no progress after restart ${k}`).toBe(true);
+        expect(
+          lastOk.every((t) => t >= restartedAt),
+          `a connection made no progress after restart ${k}`,
+        ).toBe(true);
         await sleep(Math.floor(random() * 600));
         kills.push(Date.now() - t0);
         inFlightAtKill.push(outstanding.filter(Boolean).length);
@@ -131,7 +133,8 @@ describe('SIGKILL under load', () => {
       reuseWithinGrace: stats.reuseWithinGrace,
     };
     console.log(`crash test: ${JSON.stringify(summary)}`);
-    const detail = () => `${JSON.stringify(summary)}\n${failures.slice(0, 5).join('\n')}\n${timelines.map((t, n) => `${conns[n]!.keyid.slice(0, 11)}: ${t.join(' ')}`).join('\n')}`;
+    const detail = () =>
+      `${JSON.stringify(summary)}\n${failures.slice(0, 5).join('\n')}\n${timelines.map((t, n) => `${conns[n]!.keyid.slice(0, 11)}: ${t.join(' ')}`).join('\n')}`;
     expect(failures, detail()).toEqual([]);
     expect(stats.reuseDetected, detail()).toBe(0);
     // The grace covers only rotations a kill caught in flight (sent, not yet answered). A refresh the

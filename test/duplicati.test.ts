@@ -90,7 +90,7 @@ describe('errors as Duplicati shows them', () => {
     }
   });
 
-  it('the app secret rejected: a 5xx naming the owner\'s fix', async () => {
+  it("the app secret rejected: a 5xx naming the owner's fix", async () => {
     entra.setAccessTokenTtl(30);
     try {
       const c = await connect();
@@ -105,7 +105,7 @@ describe('errors as Duplicati shows them', () => {
     }
   });
 
-  it('Microsoft down for longer than the broker\'s own retries: a 502, and Duplicati\'s retry gets through once it is back', async () => {
+  it("Microsoft down for longer than the broker's own retries: a 502, and Duplicati's retry gets through once it is back", async () => {
     entra.setAccessTokenTtl(30);
     try {
       const c = await connect();
@@ -134,7 +134,7 @@ describe('errors as Duplicati shows them', () => {
 });
 
 describe('login pages Duplicati links to', () => {
-  it('the login URL in Duplicati\'s messages (origin + ?type=) lands on the start page for that service', async () => {
+  it("the login URL in Duplicati's messages (origin + ?type=) lands on the start page for that service", async () => {
     const r = await fetch(loginUrl(oauthUrl, 'sharepoint'));
     expect(r.status).toBe(200);
     const page = await r.text();
@@ -142,7 +142,7 @@ describe('login pages Duplicati links to', () => {
     expect(page).not.toContain('value="onedrivev2"');
   });
 
-  it('the new UI\'s popup on <oauth-url>?type= is sent to the start page', async () => {
+  it("the new UI's popup on <oauth-url>?type= is sent to the start page", async () => {
     const r = await fetch(`${oauthUrl}?type=msgroup`, { redirect: 'manual' });
     expect(r.status).toBe(302);
     expect(r.headers.get('location')).toBe('/?type=msgroup');
@@ -197,7 +197,11 @@ describe('legacy UI fetch tokens', () => {
     expect(await start.text()).not.toContain(token);
     expect(start.headers.get('set-cookie')).toBeNull();
     // Even a form that carries the token (without the browser's fetch cookie) does not attach it.
-    const begun = await fetch(`${served.url}/login`, { method: 'POST', redirect: 'manual', body: new URLSearchParams({ id: 'onedrivev2', passcode: PASSCODE, token }) });
+    const begun = await fetch(`${served.url}/login`, {
+      method: 'POST',
+      redirect: 'manual',
+      body: new URLSearchParams({ id: 'onedrivev2', passcode: PASSCODE, token }),
+    });
     const cookie = begun.headers.get('set-cookie')!.split(';')[0]!;
     const done = await fetch(await entra.login(begun.headers.get('location')!), { headers: { cookie } });
     expect(done.status).toBe(200);

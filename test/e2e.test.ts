@@ -242,46 +242,48 @@ describe('restarts and signals', () => {
     }
   });
 
-  it.each(['text', 'json'])('logs one line per request and never a secret (%s): none of the tokens the provider issued, after a real connect and a real refresh', async (format) => {
-    // 30 s tokens are below the broker's minimum: the first /refresh rotates at the provider.
-    entra.setAccessTokenTtl(30);
-    const { home } = await configuredHome(entra, PASSCODE);
-    const served = await serve(home, {}, ['--log-format', format]);
-    try {
-      const before = entra.issued();
-      const c = await connectOverHttp(served.url, PASSCODE, entra.login, { username: `e2e-log-${format}` });
-      const token = ((await (await refresh(served.url, c.authid)).json()) as { access_token: string }).access_token;
-      await fetch(`${served.url}/refresh?authid=${encodeURIComponent(c.authid)}`);
-      await fetch(`${served.url}/refresh`, { headers: { 'x-authid': `${c.keyid}:${'a'.repeat(56)}` } });
-      const issued = entra.issued();
-      const fresh = (all: string[], old: string[]) => all.filter((t) => !old.includes(t));
-      const refreshTokens = fresh(issued.refreshTokens, before.refreshTokens);
-      const accessTokens = fresh(issued.accessTokens, before.accessTokens);
-      // One from the code redemption, at least one from each refresh: the log had its chances.
-      expect(refreshTokens.length).toBeGreaterThanOrEqual(2);
-      expect(accessTokens).toContain(token);
-      const idTokens = fresh(issued.idTokens, before.idTokens);
-      expect(idTokens.length).toBeGreaterThanOrEqual(1);
-      await served.stop();
-      const log = served.stderr();
-      expect(log).toMatch(format === 'json' ? /"event":"request".*"route":"\/refresh".*"status":200/ : /request method=GET route=\/refresh status=200/);
-      expect(log).toMatch(/connection\.created/);
-      expect(log).toMatch(/connection\.refreshed/);
-      const secrets: [string, string][] = [
-        ...refreshTokens.map((t, i): [string, string] => [`refresh token #${i}`, t]),
-        ...accessTokens.map((t, i): [string, string] => [`access token #${i}`, t]),
-        ...idTokens.map((t): [string, string] => ['id token', t]),
-        ['AuthID secret', c.authid.split(':')[1]!],
-        ['client secret', entra.clientSecret],
-        ['passcode', PASSCODE],
-      ];
-      // Whole secrets, and long enough pieces of them (a log line may be cut or reformatted).
-      const leaks = secrets.filter(([, v]) => log.includes(v) || log.includes(v.slice(0, 24)) || log.includes(v.slice(-24))).map(([what]) => what);
-      expect(leaks).toEqual([]);
-    } finally {
-      entra.setAccessTokenTtl(3600);
-      await served.stop();
-    }
-  });
-
+  it.each(['text', 'json'])(
+    'logs one line per request and never a secret (%s): none of the tokens the provider issued, after a real connect and a real refresh',
+    async (format) => {
+      // 30 s tokens are below the broker's minimum: the first /refresh rotates at the provider.
+      entra.setAccessTokenTtl(30);
+      const { home } = await configuredHome(entra, PASSCODE);
+      const served = await serve(home, {}, ['--log-format', format]);
+      try {
+        const before = entra.issued();
+        const c = await connectOverHttp(served.url, PASSCODE, entra.login, { username: `e2e-log-${format}` });
+        const token = ((await (await refresh(served.url, c.authid)).json()) as { access_token: string }).access_token;
+        await fetch(`${served.url}/refresh?authid=${encodeURIComponent(c.authid)}`);
+        await fetch(`${served.url}/refresh`, { headers: { 'x-authid': `${c.keyid}:${'a'.repeat(56)}` } });
+        const issued = entra.issued();
+        const fresh = (all: string[], old: string[]) => all.filter((t) => !old.includes(t));
+        const refreshTokens = fresh(issued.refreshTokens, before.refreshTokens);
+        const accessTokens = fresh(issued.accessTokens, before.accessTokens);
+        // One from the code redemption, at least one from each refresh: the log had its chances.
+        expect(refreshTokens.length).toBeGreaterThanOrEqual(2);
+        expect(accessTokens).toContain(token);
+        const idTokens = fresh(issued.idTokens, before.idTokens);
+        expect(idTokens.length).toBeGreaterThanOrEqual(1);
+        await served.stop();
+        const log = served.stderr();
+        expect(log).toMatch(format === 'json' ? /"event":"request".*"route":"\/refresh".*"status":200/ : /request method=GET route=\/refresh status=200/);
+        expect(log).toMatch(/connection\.created/);
+        expect(log).toMatch(/connection\.refreshed/);
+        const secrets: [string, string][] = [
+          ...refreshTokens.map((t, i): [string, string] => [`refresh token #${i}`, t]),
+          ...accessTokens.map((t, i): [string, string] => [`access token #${i}`, t]),
+          ...idTokens.map((t): [string, string] => ['id token', t]),
+          ['AuthID secret', c.authid.split(':')[1]!],
+          ['client secret', entra.clientSecret],
+          ['passcode', PASSCODE],
+        ];
+        // Whole secrets, and long enough pieces of them (a log line may be cut or reformatted).
+        const leaks = secrets.filter(([, v]) => log.includes(v) || log.includes(v.slice(0, 24)) || log.includes(v.slice(-24))).map(([what]) => what);
+        expect(leaks).toEqual([]);
+      } finally {
+        entra.setAccessTokenTtl(3600);
+        await served.stop();
+      }
+    },
+  );
 });

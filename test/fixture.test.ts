@@ -73,10 +73,7 @@ async function signIn(username = 'alice', tenant?: string): Promise<SignIn> {
   return { code: code ?? '', state, nonce, verifier };
 }
 
-async function tokenRequest(
-  params: Record<string, string>,
-  tenant?: string,
-): Promise<{ status: number; body: TokenResponse }> {
+async function tokenRequest(params: Record<string, string>, tenant?: string): Promise<{ status: number; body: TokenResponse }> {
   const res = await fetch(entra.tokenUrl(tenant), {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
@@ -147,16 +144,11 @@ describe('authorization code flow', () => {
   it('accepts any tenant segment and Entra prompt values', async () => {
     for (const tenant of ['common', 'organizations', CONSUMER_TENANT_ID]) {
       const login = await signIn('erin', tenant);
-      const res = await tokenRequest(
-        { grant_type: 'authorization_code', code: login.code, redirect_uri: REDIRECT_URI, code_verifier: login.verifier },
-        tenant,
-      );
+      const res = await tokenRequest({ grant_type: 'authorization_code', code: login.code, redirect_uri: REDIRECT_URI, code_verifier: login.verifier }, tenant);
       expect(res.status).toBe(200);
       expect(res.body.refresh_token).toBeTruthy();
     }
-    const callback = await entra.login(
-      authorizeUrl({ challenge: 'x'.repeat(43), state: 's', nonce: 'n', extra: { prompt: 'select_account' } }),
-    );
+    const callback = await entra.login(authorizeUrl({ challenge: 'x'.repeat(43), state: 's', nonce: 'n', extra: { prompt: 'select_account' } }));
     expect(new URL(callback).searchParams.get('code')).toBeTruthy();
   });
 
@@ -167,9 +159,7 @@ describe('authorization code flow', () => {
   });
 
   it('returns the access_denied callback when the user cancels', async () => {
-    const callback = new URL(
-      await entra.login(authorizeUrl({ challenge: 'y'.repeat(43), state: 'c', nonce: 'n' }), { cancel: true }),
-    );
+    const callback = new URL(await entra.login(authorizeUrl({ challenge: 'y'.repeat(43), state: 'c', nonce: 'n' }), { cancel: true }));
     expect(callback.searchParams.get('error')).toBe('access_denied');
   });
 
@@ -304,8 +294,14 @@ describe('refresh-token reuse grace (reuseGraceMs)', () => {
       const challenge = createHash('sha256').update(verifier).digest('base64url');
       const url = new URL(graced.authorizeUrl());
       url.search = new URLSearchParams({
-        client_id: graced.clientId, response_type: 'code', redirect_uri: REDIRECT_URI, scope: SCOPE,
-        state: 's', nonce: 'n', code_challenge: challenge, code_challenge_method: 'S256',
+        client_id: graced.clientId,
+        response_type: 'code',
+        redirect_uri: REDIRECT_URI,
+        scope: SCOPE,
+        state: 's',
+        nonce: 'n',
+        code_challenge: challenge,
+        code_challenge_method: 'S256',
       }).toString();
       const code = new URL(await graced.login(url.href)).searchParams.get('code')!;
       const first = (await post({ grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, code_verifier: verifier })).body;
@@ -445,9 +441,7 @@ describe('lifecycle', () => {
         tenant: 'consumers',
       });
       const discovery = await fetch(`${String(info.authority)}/consumers/v2.0/.well-known/openid-configuration`);
-      expect(((await discovery.json()) as { token_endpoint?: string }).token_endpoint).toBe(
-        `${String(info.authority)}/consumers/oauth2/v2.0/token`,
-      );
+      expect(((await discovery.json()) as { token_endpoint?: string }).token_endpoint).toBe(`${String(info.authority)}/consumers/oauth2/v2.0/token`);
     } finally {
       child.kill('SIGTERM');
     }

@@ -48,7 +48,6 @@ function forwardedFrom(request: Buffer, address: string): Buffer {
 /** A 200 that only the holder of the real AuthID may get: a token, a revoke, a connection's status. */
 const GRANTED = /"access_token"|"revoked":true|"keyid"|The AuthID is revoked|already revoked/;
 
-
 /**
  * Percent-encodes the UTF-8 bytes of `s` (lone surrogates become U+FFFD). `raw`
  * keeps every printable ASCII byte as it is, `%` included, so invalid
@@ -135,45 +134,91 @@ class Gen {
       return s.slice(0, i) + bad + s.slice(i + 1);
     };
     switch (this.int(22)) {
-      case 0: return `v2:${this.chars(b32, this.int(80))}`;
-      case 1: return `${this.chars('0123456789abcdef', 32)}:${this.chars('0123456789abcdef', 32)}`;
-      case 2: return `${this.chars('0123456789abcdef', 30 + this.int(3))}:x`;
-      case 3: return `bk1${this.chars(b32, this.int(64))}:${this.chars(b32, this.int(80))}`;
-      case 4: return `bk1${this.chars(b32, 32)}:${this.chars(b32, 56)}`; // well-formed, unknown
-      case 5: return `${keyid}:${this.chars(b32, 56)}`; // right keyid, wrong secret
-      case 6: return `${keyid}:${flip(secret, this.pick(['1', '8', '0', '9', '=', 'A', ' ', '\u00e9']))}`;
-      case 7: return flip(authid, this.pick(['1', '8', '0', '9']));
-      case 8: return `${keyid}:${secret.slice(0, 50 + this.int(12))}`;
-      case 9: return `${keyid}%3A${flip(secret, 'b')}`;
-      case 10: return `  ${keyid.toUpperCase()}:${flip(secret, 'c').toUpperCase()}\t`;
-      case 11: return `${keyid}::${secret}`;
-      case 12: return `${keyid}:${secret}:${secret}`;
-      case 13: return this.pick(['', ':', 'bk1:', 'bk1', ':::', 'null', 'undefined', '[object Object]', '%', '%3a', '%3A%3A']);
-      case 14: return 'x'.repeat(1 + this.int(9000));
-      case 15: return `${keyid}:${'7'.repeat(56)}`;
-      case 16: return `bk1${'a'.repeat(32)}:${secret}`;
-      case 17: return `${keyid.slice(0, 20)}:${secret}`;
-      case 18: return `${keyid}:${secret}${this.chars(b32, 1 + this.int(8))}`;
-      case 19: return `${keyid}\u0000:${secret}`;
-      case 20: return `${keyid}:${secret.slice(0, 55)}\u{1F600}`;
-      default: return this.text();
+      case 0:
+        return `v2:${this.chars(b32, this.int(80))}`;
+      case 1:
+        return `${this.chars('0123456789abcdef', 32)}:${this.chars('0123456789abcdef', 32)}`;
+      case 2:
+        return `${this.chars('0123456789abcdef', 30 + this.int(3))}:x`;
+      case 3:
+        return `bk1${this.chars(b32, this.int(64))}:${this.chars(b32, this.int(80))}`;
+      case 4:
+        return `bk1${this.chars(b32, 32)}:${this.chars(b32, 56)}`; // well-formed, unknown
+      case 5:
+        return `${keyid}:${this.chars(b32, 56)}`; // right keyid, wrong secret
+      case 6:
+        return `${keyid}:${flip(secret, this.pick(['1', '8', '0', '9', '=', 'A', ' ', '\u00e9']))}`;
+      case 7:
+        return flip(authid, this.pick(['1', '8', '0', '9']));
+      case 8:
+        return `${keyid}:${secret.slice(0, 50 + this.int(12))}`;
+      case 9:
+        return `${keyid}%3A${flip(secret, 'b')}`;
+      case 10:
+        return `  ${keyid.toUpperCase()}:${flip(secret, 'c').toUpperCase()}\t`;
+      case 11:
+        return `${keyid}::${secret}`;
+      case 12:
+        return `${keyid}:${secret}:${secret}`;
+      case 13:
+        return this.pick(['', ':', 'bk1:', 'bk1', ':::', 'null', 'undefined', '[object Object]', '%', '%3a', '%3A%3A']);
+      case 14:
+        return 'x'.repeat(1 + this.int(9000));
+      case 15:
+        return `${keyid}:${'7'.repeat(56)}`;
+      case 16:
+        return `bk1${'a'.repeat(32)}:${secret}`;
+      case 17:
+        return `${keyid.slice(0, 20)}:${secret}`;
+      case 18:
+        return `${keyid}:${secret}${this.chars(b32, 1 + this.int(8))}`;
+      case 19:
+        return `${keyid}\u0000:${secret}`;
+      case 20:
+        return `${keyid}:${secret.slice(0, 55)}\u{1F600}`;
+      default:
+        return this.text();
     }
   }
 
   /** Free text: printable, unicode, percent garbage, injection bait. */
   text(): string {
     switch (this.int(10)) {
-      case 0: return this.chars('abcdefghijklmnopqrstuvwxyz0123456789', this.int(40));
-      case 1: return this.pick(['%', '%Z', '%ZZ', '%E0%A4%A', '%C3%28', '%00', '%FF%FE', '%%41', '%u0041', '%2', '%c0%af']);
+      case 0:
+        return this.chars('abcdefghijklmnopqrstuvwxyz0123456789', this.int(40));
+      case 1:
+        return this.pick(['%', '%Z', '%ZZ', '%E0%A4%A', '%C3%28', '%00', '%FF%FE', '%%41', '%u0041', '%2', '%c0%af']);
       // biome-ignore lint/suspicious/noTemplateCurlyInString: a template-injection payload, on purpose
-      case 2: return this.pick(['<script>alert(1)</script>', '"><img src=x onerror=1>', "'; DROP TABLE connections;--", '${7*7}', '../../../etc/passwd', '\r\nX-Injected: 1', 'a\u2028b', '\uFEFF', '\uD800', 'angular.callbacks._0', 'a.b.c', '__proto__', 'constructor']);
-      case 3: return String.fromCodePoint(...Array.from({ length: this.int(20) }, () => this.int(0x2ffff)));
-      case 4: return 'A'.repeat(this.int(5000));
-      case 5: return this.authid();
-      case 6: return String(this.int(1e9) - 5e8);
-      case 7: return this.pick(['onedrivev2', 'sharepoint', 'msgroup', 'googledrive', 'ONEDRIVEV2', 'onedrive', '']);
-      case 8: return this.chars('abcdefghijklmnopqrstuvwxyz234567._~-', 9 + this.int(120));
-      default: return this.bytes(this.int(30), 0x21, 0x7f).toString('latin1');
+      case 2:
+        return this.pick([
+          '<script>alert(1)</script>',
+          '"><img src=x onerror=1>',
+          "'; DROP TABLE connections;--",
+          '${7*7}',
+          '../../../etc/passwd',
+          '\r\nX-Injected: 1',
+          'a\u2028b',
+          '\uFEFF',
+          '\uD800',
+          'angular.callbacks._0',
+          'a.b.c',
+          '__proto__',
+          'constructor',
+        ]);
+      case 3:
+        return String.fromCodePoint(...Array.from({ length: this.int(20) }, () => this.int(0x2ffff)));
+      case 4:
+        return 'A'.repeat(this.int(5000));
+      case 5:
+        return this.authid();
+      case 6:
+        return String(this.int(1e9) - 5e8);
+      case 7:
+        return this.pick(['onedrivev2', 'sharepoint', 'msgroup', 'googledrive', 'ONEDRIVEV2', 'onedrive', '']);
+      case 8:
+        return this.chars('abcdefghijklmnopqrstuvwxyz234567._~-', 9 + this.int(120));
+      default:
+        return this.bytes(this.int(30), 0x21, 0x7f).toString('latin1');
     }
   }
 
@@ -203,31 +248,59 @@ class Gen {
     const routes = ['/', '/login', '/logged-in', '/refresh', '/fetch', '/status', '/revoke', '/revoked', '/healthz'];
     if (this.chance(0.85)) return this.pick(routes);
     return this.pick([
-      '/nope', '/refresh/', '//refresh', '/REFRESH', '/static/../refresh', '/%2e%2e/%2e%2e/etc/passwd', '/refresh%00', '/.env',
-      '/.git/config', `/${'a'.repeat(this.int(3000))}`, '/refresh;x=1', '/refresh%2F', '/%ZZ', '/%C3%28', '/\u00e9',
-      '/favicon.ico', '/robots.txt', '/admin', '/api/v1/token', '/refresh.json',
+      '/nope',
+      '/refresh/',
+      '//refresh',
+      '/REFRESH',
+      '/static/../refresh',
+      '/%2e%2e/%2e%2e/etc/passwd',
+      '/refresh%00',
+      '/.env',
+      '/.git/config',
+      `/${'a'.repeat(this.int(3000))}`,
+      '/refresh;x=1',
+      '/refresh%2F',
+      '/%ZZ',
+      '/%C3%28',
+      '/\u00e9',
+      '/favicon.ico',
+      '/robots.txt',
+      '/admin',
+      '/api/v1/token',
+      '/refresh.json',
     ]);
   }
 
   headerValue(): string | Buffer {
     switch (this.int(8)) {
-      case 0: return this.bytes(1 + this.int(60), 0x80, 0x100); // obs-text
-      case 1: return this.bytes(1 + this.int(20), 0, 0x20); // control bytes: the parser's business
-      case 2: return Buffer.from([0xc3, 0x28, 0xa0, 0xa1, 0xe2, 0x28, 0xa1, 0xf0, 0x28, 0x8c, 0xbc]); // broken UTF-8
-      default: return this.text().replace(/[\r\n]/g, ' ');
+      case 0:
+        return this.bytes(1 + this.int(60), 0x80, 0x100); // obs-text
+      case 1:
+        return this.bytes(1 + this.int(20), 0, 0x20); // control bytes: the parser's business
+      case 2:
+        return Buffer.from([0xc3, 0x28, 0xa0, 0xa1, 0xe2, 0x28, 0xa1, 0xf0, 0x28, 0x8c, 0xbc]); // broken UTF-8
+      default:
+        return this.text().replace(/[\r\n]/g, ' ');
     }
   }
 
   /** A form body, or bytes that only look like one. */
   body(): Buffer {
     switch (this.int(12)) {
-      case 0: return Buffer.alloc(0);
-      case 1: return this.bytes(this.int(2048));
-      case 2: return Buffer.concat([Buffer.from('authid='), Buffer.from([0xc3, 0x28, 0xff, 0xfe]), Buffer.from('%ZZ&passcode=%E0%A4%A')]);
-      case 3: return Buffer.alloc(16 * 1024 + 1 + this.int(24 * 1024), 0x61); // over the 16 KiB form limit
-      case 4: return Buffer.from(JSON.stringify({ authid: this.authid(), passcode: this.text() }));
-      case 5: return Buffer.from(`--zz\r\nContent-Disposition: form-data; name="authid"\r\n\r\n${this.authid()}\r\n--zz--`);
-      case 6: return Buffer.from(`a=${'&a='.repeat(this.int(4000))}`);
+      case 0:
+        return Buffer.alloc(0);
+      case 1:
+        return this.bytes(this.int(2048));
+      case 2:
+        return Buffer.concat([Buffer.from('authid='), Buffer.from([0xc3, 0x28, 0xff, 0xfe]), Buffer.from('%ZZ&passcode=%E0%A4%A')]);
+      case 3:
+        return Buffer.alloc(16 * 1024 + 1 + this.int(24 * 1024), 0x61); // over the 16 KiB form limit
+      case 4:
+        return Buffer.from(JSON.stringify({ authid: this.authid(), passcode: this.text() }));
+      case 5:
+        return Buffer.from(`--zz\r\nContent-Disposition: form-data; name="authid"\r\n\r\n${this.authid()}\r\n--zz--`);
+      case 6:
+        return Buffer.from(`a=${'&a='.repeat(this.int(4000))}`);
       default: {
         const fields = ['authid', 'passcode', 'id', 'token', 'state', 'code', 'callback', 'type', this.text()];
         const n = 1 + this.int(4);
@@ -258,8 +331,31 @@ class Gen {
       ['X-AuthID', () => (this.chance(0.7) ? this.authid() : this.headerValue())],
       ['X-AuthID', () => this.authid()], // duplicates
       ['Authorization', () => this.pick(['Bearer ', 'bearer  ', 'Basic ', 'Bearer', ''] as const) + this.authid()],
-      ['Cookie', () => this.pick([`broker_login=${this.text()}`, `broker_login=${this.pick(this.real.cookies)}`, `__Host-broker_login=x; broker_login=y; broker_login=z`, 'a'.repeat(this.int(6000)), `=${this.text()}`])],
-      ['Content-Type', () => this.pick(['application/x-www-form-urlencoded', 'application/x-www-form-urlencoded; charset=iso-8859-1', 'application/json', 'multipart/form-data; boundary=zz', 'text/plain', '', 'x/y; a="', 'APPLICATION/X-WWW-FORM-URLENCODED'])],
+      [
+        'Cookie',
+        () =>
+          this.pick([
+            `broker_login=${this.text()}`,
+            `broker_login=${this.pick(this.real.cookies)}`,
+            `__Host-broker_login=x; broker_login=y; broker_login=z`,
+            'a'.repeat(this.int(6000)),
+            `=${this.text()}`,
+          ]),
+      ],
+      [
+        'Content-Type',
+        () =>
+          this.pick([
+            'application/x-www-form-urlencoded',
+            'application/x-www-form-urlencoded; charset=iso-8859-1',
+            'application/json',
+            'multipart/form-data; boundary=zz',
+            'text/plain',
+            '',
+            'x/y; a="',
+            'APPLICATION/X-WWW-FORM-URLENCODED',
+          ]),
+      ],
       ['Accept', () => this.pick(['text/html', 'text/plain', 'application/json', '*/*', 'text/plain, application/json', 'text/html;q=0', ''])],
       ['User-Agent', () => this.headerValue()],
       ['Origin', () => this.pick(['http://localhost:8200', 'null', 'http://evil.example', this.text()])],
@@ -268,19 +364,27 @@ class Gen {
       ['Accept-Encoding', () => this.pick(['gzip', 'br', 'identity;q=0', '*'])],
       [this.chars('abcdefghijklmnopqrstuvwxyz-', 1 + this.int(20)), () => this.headerValue()],
     ];
-    for (const [name, value] of optional) if (this.chance(name === 'X-AuthID' ? 0.35 : 0.15)) headers.push([this.chance(0.1) ? name.toUpperCase() : name, value()]);
+    for (const [name, value] of optional)
+      if (this.chance(name === 'X-AuthID' ? 0.35 : 0.15)) headers.push([this.chance(0.1) ? name.toUpperCase() : name, value()]);
     let body: Buffer | undefined;
     if (method !== 'GET' && method !== 'HEAD' ? this.chance(0.8) : this.chance(0.05)) {
       body = this.body();
       if (!headers.some(([k]) => k.toLowerCase() === 'content-type') && this.chance(0.7)) headers.push(['Content-Type', 'application/x-www-form-urlencoded']);
       headers.push(['Content-Length', String(body.length)]);
     }
-    return { kind: `${method} ${path.length > 24 ? `${path.slice(0, 20)}…` : path}`, request: buildRequest({ method, target, headers, body }), head: method === 'HEAD' };
+    return {
+      kind: `${method} ${path.length > 24 ? `${path.slice(0, 20)}…` : path}`,
+      request: buildRequest({ method, target, headers, body }),
+      head: method === 'HEAD',
+    };
   }
 
   /** /logged-in with forged state, code and cookie, and replays of real callbacks. */
   loggedIn(): Case {
-    const headers: [string, string | Buffer][] = [['Host', this.host], ['Connection', 'close']];
+    const headers: [string, string | Buffer][] = [
+      ['Host', this.host],
+      ['Connection', 'close'],
+    ];
     let target: string;
     switch (this.int(5)) {
       case 0:
@@ -306,18 +410,56 @@ class Gen {
   /** Framing the parser must refuse: lying lengths, broken chunks, smuggling pairs. */
   framing(): Case {
     const route = this.pick(['/refresh', '/login', '/revoke', '/revoked', '/status', '/nope']);
-    const h: [string, string | Buffer][] = [['Host', this.host], ['Connection', 'close'], ['Content-Type', 'application/x-www-form-urlencoded']];
+    const h: [string, string | Buffer][] = [
+      ['Host', this.host],
+      ['Connection', 'close'],
+      ['Content-Type', 'application/x-www-form-urlencoded'],
+    ];
     switch (this.int(6)) {
       case 0:
-        return { kind: 'framing: bad chunk size', request: buildRequest({ method: 'POST', target: route, headers: [...h, ['Transfer-Encoding', 'chunked']], body: Buffer.from(`${this.pick(['zz', '-1', 'fffffffffffffffff', '5'])}\r\nabc\r\n0\r\n\r\n`) }) };
+        return {
+          kind: 'framing: bad chunk size',
+          request: buildRequest({
+            method: 'POST',
+            target: route,
+            headers: [...h, ['Transfer-Encoding', 'chunked']],
+            body: Buffer.from(`${this.pick(['zz', '-1', 'fffffffffffffffff', '5'])}\r\nabc\r\n0\r\n\r\n`),
+          }),
+        };
       case 1:
-        return { kind: 'framing: valid chunked', request: buildRequest({ method: 'POST', target: route, headers: [...h, ['Transfer-Encoding', 'chunked']], body: Buffer.from(`7\r\nauthid=\r\n3\r\nabc\r\n0\r\n\r\n`) }) };
+        return {
+          kind: 'framing: valid chunked',
+          request: buildRequest({
+            method: 'POST',
+            target: route,
+            headers: [...h, ['Transfer-Encoding', 'chunked']],
+            body: Buffer.from(`7\r\nauthid=\r\n3\r\nabc\r\n0\r\n\r\n`),
+          }),
+        };
       case 2:
-        return { kind: 'framing: CL+TE', request: buildRequest({ method: 'POST', target: route, headers: [...h, ['Content-Length', '5'], ['Transfer-Encoding', 'chunked']], body: Buffer.from('0\r\n\r\n') }) };
+        return {
+          kind: 'framing: CL+TE',
+          request: buildRequest({
+            method: 'POST',
+            target: route,
+            headers: [...h, ['Content-Length', '5'], ['Transfer-Encoding', 'chunked']],
+            body: Buffer.from('0\r\n\r\n'),
+          }),
+        };
       case 3:
-        return { kind: 'framing: bad Content-Length', request: buildRequest({ method: 'POST', target: route, headers: [...h, ['Content-Length', this.pick(['abc', '-1', '1e3', '0x10', '99999999999999999999'])]] }) };
+        return {
+          kind: 'framing: bad Content-Length',
+          request: buildRequest({
+            method: 'POST',
+            target: route,
+            headers: [...h, ['Content-Length', this.pick(['abc', '-1', '1e3', '0x10', '99999999999999999999'])]],
+          }),
+        };
       case 4:
-        return { kind: 'framing: two Content-Lengths', request: buildRequest({ method: 'POST', target: route, headers: [...h, ['Content-Length', '1'], ['Content-Length', '2']], body: Buffer.from('ab') }) };
+        return {
+          kind: 'framing: two Content-Lengths',
+          request: buildRequest({ method: 'POST', target: route, headers: [...h, ['Content-Length', '1'], ['Content-Length', '2']], body: Buffer.from('ab') }),
+        };
       default:
         return { kind: 'framing: garbage request line', request: Buffer.concat([this.bytes(1 + this.int(200)), Buffer.from('\r\n\r\n')]) };
     }
@@ -325,16 +467,33 @@ class Gen {
 
   /** Beyond Bun's limits: >64 KiB bodies, >16 KiB headers or URLs. */
   huge(): Case {
-    const h: [string, string | Buffer][] = [['Host', this.host], ['Connection', 'close']];
+    const h: [string, string | Buffer][] = [
+      ['Host', this.host],
+      ['Connection', 'close'],
+    ];
     switch (this.int(3)) {
       case 0: {
         const body = Buffer.alloc(64 * 1024 + 1 + this.int(64 * 1024), 0x61);
-        return { kind: 'huge: body > 64 KiB', request: buildRequest({ method: 'POST', target: this.pick(['/refresh', '/login', '/revoke']), headers: [...h, ['Content-Type', 'application/x-www-form-urlencoded'], ['Content-Length', String(body.length)]], body }) };
+        return {
+          kind: 'huge: body > 64 KiB',
+          request: buildRequest({
+            method: 'POST',
+            target: this.pick(['/refresh', '/login', '/revoke']),
+            headers: [...h, ['Content-Type', 'application/x-www-form-urlencoded'], ['Content-Length', String(body.length)]],
+            body,
+          }),
+        };
       }
       case 1:
-        return { kind: 'huge: header > 16 KiB', request: buildRequest({ method: 'GET', target: '/refresh', headers: [...h, ['X-AuthID', 'a'.repeat(17 * 1024 + this.int(64 * 1024))]] }) };
+        return {
+          kind: 'huge: header > 16 KiB',
+          request: buildRequest({ method: 'GET', target: '/refresh', headers: [...h, ['X-AuthID', 'a'.repeat(17 * 1024 + this.int(64 * 1024))]] }),
+        };
       default:
-        return { kind: 'huge: URL > 16 KiB', request: buildRequest({ method: 'GET', target: `/refresh?authid=${'a'.repeat(17 * 1024 + this.int(64 * 1024))}`, headers: h }) };
+        return {
+          kind: 'huge: URL > 16 KiB',
+          request: buildRequest({ method: 'GET', target: `/refresh?authid=${'a'.repeat(17 * 1024 + this.int(64 * 1024))}`, headers: h }),
+        };
     }
   }
 }
@@ -458,10 +617,19 @@ describe('fuzzing every route of the binary', () => {
             // A real caller, from an address that has been failing all along.
             const a = await rawRequest(
               { host: '127.0.0.1', port, localAddress, timeoutMs: 5000 },
-              buildRequest({ method: 'GET', target: '/refresh', headers: [['Host', host], ['Connection', 'close'], ['X-AuthID', real.authid]] }),
+              buildRequest({
+                method: 'GET',
+                target: '/refresh',
+                headers: [
+                  ['Host', host],
+                  ['Connection', 'close'],
+                  ['X-AuthID', real.authid],
+                ],
+              }),
             );
             validChecked++;
-            if (a.status !== 200 || !a.body.toString().includes('"access_token"')) validFailures.push(`#${i}: ${a.status} ${a.end} ${/x-reason: (.*)/i.exec(a.head)?.[1] ?? ''}`);
+            if (a.status !== 200 || !a.body.toString().includes('"access_token"'))
+              validFailures.push(`#${i}: ${a.status} ${a.end} ${/x-reason: (.*)/i.exec(a.head)?.[1] ?? ''}`);
             continue;
           }
           const c = cases[i]!;
@@ -515,8 +683,11 @@ describe('fuzzing every route of the binary', () => {
     expect(served.child.exitCode).toBeNull();
   }, 60_000);
 
-  it('serve\'s own request log never records a 5xx or an internal error for malformed input', () => {
-    const lines = served.stderr().split('\n').filter((l) => / status=5\d\d /.test(l) || /error=internal/.test(l));
+  it("serve's own request log never records a 5xx or an internal error for malformed input", () => {
+    const lines = served
+      .stderr()
+      .split('\n')
+      .filter((l) => / status=5\d\d /.test(l) || /error=internal/.test(l));
     const distinct = [...new Set(lines.map((l) => l.replace(/^\S+ /, '').replace(/ ms=[\d.]+/, '')))];
     expect(distinct, distinct.slice(0, 10).join('\n')).toEqual([]);
   });
@@ -526,27 +697,61 @@ describe('the documented limits', () => {
   const host = () => `127.0.0.1:${port}`;
   const send = (req: Buffer) => rawRequest({ host: '127.0.0.1', port, localAddress: '127.0.0.9', timeoutMs: 5000 }, req);
 
-  it('a form body over 16 KiB gets the broker\'s 413 request_too_large; over 64 KiB Bun\'s own 413, then the connection is closed', async () => {
+  it("a form body over 16 KiB gets the broker's 413 request_too_large; over 64 KiB Bun's own 413, then the connection is closed", async () => {
     const mid = Buffer.alloc(40 * 1024, 0x61);
-    const a = await send(buildRequest({ method: 'POST', target: '/refresh', headers: [['Host', host()], ['Connection', 'close'], ['Content-Type', 'application/x-www-form-urlencoded'], ['Content-Length', String(mid.length)]], body: mid }));
+    const a = await send(
+      buildRequest({
+        method: 'POST',
+        target: '/refresh',
+        headers: [
+          ['Host', host()],
+          ['Connection', 'close'],
+          ['Content-Type', 'application/x-www-form-urlencoded'],
+          ['Content-Length', String(mid.length)],
+        ],
+        body: mid,
+      }),
+    );
     expect(a.status).toBe(413);
     expect(JSON.parse(a.body.toString())).toMatchObject({ error: 'request_too_large' });
     expect(a.head).toMatch(/x-reason: The request body is larger than 16 KiB/i);
 
     const big = Buffer.alloc(100 * 1024, 0x61);
-    const b = await send(buildRequest({ method: 'POST', target: '/refresh', headers: [['Host', host()], ['Content-Type', 'application/x-www-form-urlencoded'], ['Content-Length', String(big.length)]], body: big }));
+    const b = await send(
+      buildRequest({
+        method: 'POST',
+        target: '/refresh',
+        headers: [
+          ['Host', host()],
+          ['Content-Type', 'application/x-www-form-urlencoded'],
+          ['Content-Length', String(big.length)],
+        ],
+        body: big,
+      }),
+    );
     console.log(`limits: 100 KiB body → ${b.status} (${b.end}) ${JSON.stringify(b.head.split('\r\n')[0])}`);
     expect(b.status).toBe(413);
     expect(b.end).not.toBe('timeout');
 
     const chunked = Buffer.concat([Buffer.from('19000\r\n'), Buffer.alloc(0x19000, 0x61), Buffer.from('\r\n0\r\n\r\n')]);
-    const c = await send(buildRequest({ method: 'POST', target: '/refresh', headers: [['Host', host()], ['Content-Type', 'application/x-www-form-urlencoded'], ['Transfer-Encoding', 'chunked']], body: chunked }));
+    const c = await send(
+      buildRequest({
+        method: 'POST',
+        target: '/refresh',
+        headers: [
+          ['Host', host()],
+          ['Content-Type', 'application/x-www-form-urlencoded'],
+          ['Transfer-Encoding', 'chunked'],
+        ],
+        body: chunked,
+      }),
+    );
     console.log(`limits: 100 KiB chunked body → ${c.status} (${c.end})`);
     expect(c.status).toBe(413);
     expect(served.child.exitCode).toBeNull();
   });
 
-  it('the one documented 5xx: Bun\'s parser answers 505 to a request line that is not HTTP/1.x, before any broker code', async () => {
+  it("the one documented 5xx: Bun's parser answers 505 to a request line that is not HTTP/1.x, before any broker code", async () => {
     const before = served.stderr().split('\n').length;
     for (const line of ['GET /refresh HTTP/2.0', 'GET /refresh']) {
       const a = await send(Buffer.from(`${line}\r\nHost: ${host()}\r\n\r\n`));
@@ -554,19 +759,50 @@ describe('the documented limits', () => {
     }
     // Not a request the broker saw: its request log (written in batches, so read it a moment later) has no 505.
     await new Promise((r) => setTimeout(r, 100));
-    expect(served.stderr().split('\n').slice(before - 1).filter((l) => / request .*status=505/.test(l))).toEqual([]);
+    expect(
+      served
+        .stderr()
+        .split('\n')
+        .slice(before - 1)
+        .filter((l) => / request .*status=505/.test(l)),
+    ).toEqual([]);
     expect(served.child.exitCode).toBeNull();
   });
 
-  it('headers or a URL beyond Bun\'s limit get 431, not a crash; an 8 KB X-AuthID gets the broker\'s 400', async () => {
-    const h = await send(buildRequest({ method: 'GET', target: '/refresh', headers: [['Host', host()], ['X-AuthID', 'a'.repeat(100_000)]] }));
+  it("headers or a URL beyond Bun's limit get 431, not a crash; an 8 KB X-AuthID gets the broker's 400", async () => {
+    const h = await send(
+      buildRequest({
+        method: 'GET',
+        target: '/refresh',
+        headers: [
+          ['Host', host()],
+          ['X-AuthID', 'a'.repeat(100_000)],
+        ],
+      }),
+    );
     expect(h.status).toBe(431);
     const u = await send(buildRequest({ method: 'GET', target: `/refresh?authid=${'a'.repeat(70_000)}`, headers: [['Host', host()]] }));
     expect(u.status).toBe(431);
-    const many = await send(buildRequest({ method: 'GET', target: '/refresh', headers: [['Host', host()], ...Array.from({ length: 300 }, (_, i) => [`X-H${i}`, 'v'] as [string, string])] }));
+    const many = await send(
+      buildRequest({
+        method: 'GET',
+        target: '/refresh',
+        headers: [['Host', host()], ...Array.from({ length: 300 }, (_, i) => [`X-H${i}`, 'v'] as [string, string])],
+      }),
+    );
     expect(many.status).toBeGreaterThanOrEqual(400);
     expect(many.status).toBeLessThan(500);
-    const ok = await send(buildRequest({ method: 'GET', target: '/refresh', headers: [['Host', host()], ['Connection', 'close'], ['X-AuthID', 'a'.repeat(8000)]] }));
+    const ok = await send(
+      buildRequest({
+        method: 'GET',
+        target: '/refresh',
+        headers: [
+          ['Host', host()],
+          ['Connection', 'close'],
+          ['X-AuthID', 'a'.repeat(8000)],
+        ],
+      }),
+    );
     expect(ok.status).toBe(400);
     expect(JSON.parse(ok.body.toString())).toMatchObject({ error: 'authid_malformed' });
     console.log(`limits: 100 KB header → ${h.status} (${h.end}); 70 KB URL → ${u.status}; 300 headers → ${many.status}`);

@@ -120,7 +120,10 @@ describe('legacy /fetch tokens', () => {
     const fetchCookies = cookiesOf(start);
     expect(fetchCookies.length).toBe(1);
     const begun = await h.app(
-      new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: PASSCODE, token }, opts.sendFetchCookie ? { cookie: fetchCookies.join('; ') } : {})),
+      new Request(
+        `${PUBLIC_URL}/login`,
+        form({ id: 'onedrivev2', passcode: PASSCODE, token }, opts.sendFetchCookie ? { cookie: fetchCookies.join('; ') } : {}),
+      ),
     );
     expect(begun.status).toBe(302);
     const callback = await h.entra.login(begun.headers.get('location')!, { username: `gaps-fetch-${token}` });
@@ -157,7 +160,10 @@ describe('a cross-site form identified only by its Origin header (no Sec-Fetch-S
   it('is refused before it counts as a wrong passcode, so it cannot lock the owner out', async () => {
     const client = { address: '203.0.113.77' };
     for (let i = 0; i < 7; i++) {
-      const res = await h.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: `wrong-guess-${i}` }, { origin: 'https://evil.example' })), client);
+      const res = await h.app(
+        new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: `wrong-guess-${i}` }, { origin: 'https://evil.example' })),
+        client,
+      );
       expect(res.status).toBe(400);
       expect(((await res.json()) as { error: string }).error).toBe('invalid_request');
     }
@@ -208,7 +214,7 @@ describe('broker_refresh_total outcomes', () => {
 });
 
 // ---------------------------------------------------------------------------
-describe('serve\'s request log names the error code', () => {
+describe("serve's request log names the error code", () => {
   let entra: Entra;
   beforeAll(async () => {
     entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });

@@ -31,8 +31,8 @@ afterAll(async () => {
 });
 
 // ---------------------------------------------------------------------------
-describe('a legacy fetch token only reaches the browser that Duplicati\'s page opened', () => {
-  it('an attacker who planted ?token= in a link gets the owner\'s AuthID from /fetch without any of the login browser\'s cookies', async () => {
+describe("a legacy fetch token only reaches the browser that Duplicati's page opened", () => {
+  it("an attacker who planted ?token= in a link gets the owner's AuthID from /fetch without any of the login browser's cookies", async () => {
     // The attacker picks a token and registers it, claiming Duplicati's origin (anyone can, outside a browser).
     const token = 'attacker-chosen-token-0001';
     const registered = await h.app(new Request(`${PUBLIC_URL}/?type=onedrivev2&token=${token}`, { headers: { origin: 'http://localhost:8200' } }));
@@ -43,7 +43,10 @@ describe('a legacy fetch token only reaches the browser that Duplicati\'s page o
     // The owner follows the attacker's link to their own broker and connects as usual; the form
     // carries the token, but the owner's browser never got the fetch cookie that registered it.
     const page = await h.app(new Request(`${PUBLIC_URL}/?type=onedrivev2&token=${token}`));
-    const ownerCookies = (page.headers.get('set-cookie') ?? '').split(/,(?=\s*\w+=)/).map((c) => c.split(';')[0]!.trim()).filter(Boolean);
+    const ownerCookies = (page.headers.get('set-cookie') ?? '')
+      .split(/,(?=\s*\w+=)/)
+      .map((c) => c.split(';')[0]!.trim())
+      .filter(Boolean);
     expect(ownerCookies).toEqual([]);
     const begun = await h.app(new Request(`${PUBLIC_URL}/login`, form({ id: 'onedrivev2', passcode: PASSCODE, token })));
     expect(begun.status).toBe(302);
@@ -77,7 +80,10 @@ describe('a revoke during a Microsoft outage wins over the old token', () => {
         if (f && String(init?.body ?? '').includes('grant_type=refresh_token')) {
           f.called();
           await f.gate;
-          return new Response(JSON.stringify({ error: 'temporarily_unavailable', error_codes: [90000] }), { status: 503, headers: { 'content-type': 'application/json' } });
+          return new Response(JSON.stringify({ error: 'temporarily_unavailable', error_codes: [90000] }), {
+            status: 503,
+            headers: { 'content-type': 'application/json' },
+          });
         }
         return globalThis.fetch(input, init);
       },
@@ -128,7 +134,7 @@ describe('a revoked envelope is gone from broker.db and its WAL', () => {
 
 // ---------------------------------------------------------------------------
 describe('a cross-site form post cannot lock the owner out', () => {
-  it('6 cross-site form posts from a page the owner visits do not stop the owner\'s own login from that browser', async () => {
+  it("6 cross-site form posts from a page the owner visits do not stop the owner's own login from that browser", async () => {
     const address = '127.0.0.1'; // the owner's browser on the broker's machine (or through `ssh -L`)
     for (let i = 0; i < 6; i++) {
       // What <form method=post action="http://localhost:8080/login"> on any site sends: a simple request, no preflight.
@@ -162,7 +168,7 @@ describe('the app secret is never sent to a plain-http authority', () => {
 // ---------------------------------------------------------------------------
 
 // ---------------------------------------------------------------------------
-describe('init and the form agree on the passcode\'s length', () => {
+describe("init and the form agree on the passcode's length", () => {
   const initWith = async (passcode: string) => {
     const home = join(mkdtempSync(join(tmpdir(), 'broker-review-init-')), 'home');
     const io: Io = { ...processIo(), out: () => {}, err: () => {}, env: { BROKER_HOME: home, BROKER_CLIENT_SECRET: 'a-client-secret-value' }, isTTY: false };

@@ -166,7 +166,6 @@ describe('the app is misconfigured', () => {
   });
 });
 
-
 describe('Microsoft fails for a while', () => {
   /** Connects and moves the clock so the token has `leftMs` of life (a refresh is due at 5 minutes). */
   async function connectedWithLife(leftMs: number): Promise<{ authid: string; keyid: string; token: string }> {
@@ -325,7 +324,9 @@ describe('abuse is slowed, valid callers are not', () => {
     const st = await h.app(new Request(`${PUBLIC_URL}/status`, { headers: { 'x-authid': c.authid } }), { address });
     expect(st.status).toBe(200);
     // Another address is not affected.
-    const other = await h.app(new Request(`${PUBLIC_URL}/refresh`, { headers: { 'x-authid': `bk1${'b'.repeat(32)}:${'c'.repeat(56)}` } }), { address: '192.0.2.26' });
+    const other = await h.app(new Request(`${PUBLIC_URL}/refresh`, { headers: { 'x-authid': `bk1${'b'.repeat(32)}:${'c'.repeat(56)}` } }), {
+      address: '192.0.2.26',
+    });
     expect(other.status).toBe(401);
   });
 
@@ -380,7 +381,10 @@ describe('abuse is slowed, valid callers are not', () => {
       ),
     );
     const checked = statuses.filter((s) => s === 403).length;
-    expect(statuses.every((s) => s === 403 || s === 429), String(statuses)).toBe(true);
+    expect(
+      statuses.every((s) => s === 403 || s === 429),
+      String(statuses),
+    ).toBe(true);
     // Each 403 is one Argon2 check of a guess; the limit is 5 per address however the requests are timed.
     expect(checked, `statuses ${statuses.join(',')}`).toBeLessThanOrEqual(5);
   });
@@ -411,7 +415,7 @@ describe('through the binary', () => {
 
   const refresh = (authid: string) => fetch(`${served!.url}/refresh`, { headers: { 'x-authid': authid } });
 
-  it('the app secret expiring within 30 days: in serve\'s startup log, /healthz and broker list', async () => {
+  it("the app secret expiring within 30 days: in serve's startup log, /healthz and broker list", async () => {
     expect(served!.stderr()).toMatch(/warn app\.secret_expiry warning=The_app_secret_expires_in_(9|10)_days/);
     const health = (await (await fetch(`${served!.url}/healthz`)).json()) as { status: string; warnings: string[] };
     expect(health.status).toBe('ok');
@@ -440,7 +444,10 @@ describe('through the binary', () => {
         expectNoDescription(e);
       }
       expect(entra.stats().tokenRequests).toBe(4);
-      const lines = served!.stderr().split('\n').filter((l) => /\bapp\.misconfigured\b/.test(l));
+      const lines = served!
+        .stderr()
+        .split('\n')
+        .filter((l) => /\bapp\.misconfigured\b/.test(l));
       expect(lines, lines.join('\n')).toHaveLength(1);
       expect(lines[0]).toMatch(/^\S+ warn app\.misconfigured reason=.*secret_is_wrong/);
       expect(served!.stderr()).not.toContain(DESCRIPTION_MARKER);

@@ -123,7 +123,7 @@ describe('wrong passcodes: 5 per client address, then locked out for the rest of
 
 // ---------------------------------------------------------------------------
 describe('how long a refresh waits for Microsoft, by default', () => {
-  it('one call at most 10 s, all attempts of a refresh at most 20 s: below Duplicati\'s 25 s per request', async () => {
+  it("one call at most 10 s, all attempts of a refresh at most 20 s: below Duplicati's 25 s per request", async () => {
     expect(UPSTREAM_TIMEOUT_MS).toBeLessThanOrEqual(10_000);
     expect(UPSTREAM_BUDGET_MS).toBeLessThanOrEqual(20_000);
     const ctx = await context({ now: () => T0 });
@@ -136,7 +136,7 @@ describe('how long a refresh waits for Microsoft, by default', () => {
     ctx.store.close();
   });
 
-  it('a Microsoft that fails slowly: the refresh gives up (502) before Duplicati\'s 25 s, on the injected clock', async () => {
+  it("a Microsoft that fails slowly: the refresh gives up (502) before Duplicati's 25 s, on the injected clock", async () => {
     let t = T0;
     let calls = 0;
     // Each call takes 6 s of the clock (shorter than any per-call limit it may get), then fails transiently.
@@ -162,7 +162,13 @@ describe('how long a refresh waits for Microsoft, by default', () => {
       account: { tid: 't', oid: 'o' },
       obtainedAt: T0 - 3600_000,
     };
-    ctx.store.insert({ keyid: parsed.keyid, service: 'onedrivev2', checkTag: keys.checkTag, sealed: sealJson(ctx.sodium, keys.sealKey, grant), now: T0 - 3600_000 });
+    ctx.store.insert({
+      keyid: parsed.keyid,
+      service: 'onedrivev2',
+      checkTag: keys.checkTag,
+      sealed: sealJson(ctx.sodium, keys.sealKey, grant),
+      now: T0 - 3600_000,
+    });
 
     const result = await codeOfAsync(tokens.getAccessToken(authid, '192.0.2.1'));
     const spent = t - T0;

@@ -104,7 +104,10 @@ describe('broker doctor', () => {
 
   it('Microsoft unreachable: exit 6', async () => {
     const home = newHome();
-    const r0 = await run(['init', '--non-interactive', '--client-id', entra.clientId, '--authority', `http://127.0.0.1:${await freePort()}`], { BROKER_HOME: home, BROKER_CLIENT_SECRET: 'x~secret' });
+    const r0 = await run(['init', '--non-interactive', '--client-id', entra.clientId, '--authority', `http://127.0.0.1:${await freePort()}`], {
+      BROKER_HOME: home,
+      BROKER_CLIENT_SECRET: 'x~secret',
+    });
     expect(r0.code).toBe(0);
     const r = await run(['doctor'], { BROKER_HOME: home });
     expect(r.code).toBe(6);
@@ -127,7 +130,10 @@ describe('broker doctor', () => {
     try {
       const home = newHome();
       const secret = 'x~doctor-redirect-secret';
-      const r0 = await run(['init', '--non-interactive', '--client-id', entra.clientId, '--authority', `http://127.0.0.1:${server.port}`], { BROKER_HOME: home, BROKER_CLIENT_SECRET: secret });
+      const r0 = await run(['init', '--non-interactive', '--client-id', entra.clientId, '--authority', `http://127.0.0.1:${server.port}`], {
+        BROKER_HOME: home,
+        BROKER_CLIENT_SECRET: secret,
+      });
       expect(r0.code).toBe(0);
       const r = await run(['doctor'], { BROKER_HOME: home });
       expect(seen.map((s) => s.path)).toEqual(['/consumers/oauth2/v2.0/token']);
@@ -158,9 +164,34 @@ describe('broker doctor', () => {
 describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
   const dir = mkdtempSync(join(tmpdir(), 'broker-tls-'));
   const cert = (name: string) => {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.crt`), '-days', '2', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        join(dir, `${name}.key`),
+        '-out',
+        join(dir, `${name}.crt`),
+        '-days',
+        '2',
+        '-subj',
+        `/CN=${name}`,
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
   };
-  const subject = (port: number) => execFileSync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`], { input: '', encoding: 'utf8', stdio: ['pipe', 'pipe', 'ignore'] }).match(/subject=.*CN ?= ?(\S+)/)?.[1];
+  const subject = (port: number) =>
+    execFileSync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`], { input: '', encoding: 'utf8', stdio: ['pipe', 'pipe', 'ignore'] }).match(
+      /subject=.*CN ?= ?(\S+)/,
+    )?.[1];
 
   it('serves HTTPS and swaps the certificate on SIGHUP without dropping an in-flight request', async () => {
     cert('first');
@@ -236,7 +267,10 @@ describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
     const c = await connectOverHttp(served.url, PASSCODE, entra.login);
     await fetch(`${served.url}/refresh`, { headers: { 'x-authid': c.authid } });
     expect(await served.stop()).toBe(0);
-    const lines = served.stderr().split('\n').filter((l) => l !== '');
+    const lines = served
+      .stderr()
+      .split('\n')
+      .filter((l) => l !== '');
     const parsed = lines.map((l) => {
       try {
         return JSON.parse(l) as Record<string, unknown>;
@@ -260,7 +294,10 @@ describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
     try {
       const second = await run(['serve', '--log-format', 'json', '--listen', `127.0.0.1:${port}`], { BROKER_HOME: home });
       expect(second.code).toBe(1);
-      const lines = second.stderr.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const lines = second.stderr
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(lines.at(-1)).toMatchObject({ level: 'error', event: 'serve.failed', error: 'listen_failed' });
       expect(String(lines.at(-1)!.message)).toMatch(/Cannot listen on 127\.0\.0\.1/);
     } finally {
@@ -303,7 +340,12 @@ describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
 
 async function connectViaTls(url: string): Promise<string> {
   const opts = { tls: { rejectUnauthorized: false } } as RequestInit;
-  const started = await fetch(`${url}/login`, { ...opts, method: 'POST', redirect: 'manual', body: new URLSearchParams({ id: 'onedrivev2', passcode: PASSCODE }) });
+  const started = await fetch(`${url}/login`, {
+    ...opts,
+    method: 'POST',
+    redirect: 'manual',
+    body: new URLSearchParams({ id: 'onedrivev2', passcode: PASSCODE }),
+  });
   const cookie = started.headers.get('set-cookie')!.split(';')[0]!;
   const callback = new URL(await entra.login(started.headers.get('location')!));
   const res = await fetch(`${url}/logged-in${callback.search}`, { ...opts, headers: { cookie } });

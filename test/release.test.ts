@@ -35,7 +35,10 @@ describe('release archives', () => {
     const sums = readFileSync(join(RELEASE_DIR, 'SHA256SUMS'), 'utf8');
     for (const t of TARGETS) {
       expect(sums).toContain(`  ${archiveBase(t)}.tar.gz\n`);
-      const listing = execFileSync('tar', ['-tzf', archivePath(t)], { encoding: 'utf8' }).trim().split('\n').sort();
+      const listing = execFileSync('tar', ['-tzf', archivePath(t)], { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .sort();
       expect(listing).toEqual(['', 'LICENSE', 'README.md', 'SHA256SUMS', 'broker', 'install.sh'].map((f) => `${archiveBase(t)}/${f}`));
       const inner = spawnSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: unpacked(t.name), encoding: 'utf8' });
       expect(inner.status, inner.stdout + inner.stderr).toBe(0);
@@ -46,7 +49,7 @@ describe('release archives', () => {
     expect(readFileSync(join(unpacked('linux-x64'), 'LICENSE'), 'utf8')).toMatch(/^MIT License/);
   });
 
-  it('--version names the commit, the same in a release binary and in `npm run build`\'s', () => {
+  it("--version names the commit, the same in a release binary and in `npm run build`'s", () => {
     const v = execFileSync(binaryOf('linux-x64'), ['--version'], { encoding: 'utf8' }).trim();
     expect(v).toBe(expectedVersion);
     expect(execFileSync(BINARY, ['--version'], { encoding: 'utf8' }).trim()).toBe(v);
@@ -94,7 +97,11 @@ describe('install.sh from an unpacked release', () => {
     return dir;
   }
   const install = (dir: string, prefix: string) =>
-    spawnSync(join(bareTools(), 'bash'), [join(dir, 'install.sh')], { env: { PATH: bareTools(), HOME: work, PREFIX: prefix }, encoding: 'utf8', timeout: 60_000 });
+    spawnSync(join(bareTools(), 'bash'), [join(dir, 'install.sh')], {
+      env: { PATH: bareTools(), HOME: work, PREFIX: prefix },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
 
   it('installs the prebuilt binary, checked against SHA256SUMS, with no Node.js, npm or Bun on the PATH', () => {
     for (const tool of ['node', 'npm', 'bun']) expect(existsSync(join(bareTools(), tool))).toBe(false);
@@ -165,5 +172,9 @@ describe('linux-arm64 under qemu-user', () => {
 it('the archive list matches the README', () => {
   const readme = readFileSync(join(repo, 'README.md'), 'utf8');
   for (const t of TARGETS) expect(readme).toContain(`broker-<version>-${t.name}.tar.gz`);
-  expect(readdirSync(RELEASE_DIR).filter((f) => f.endsWith('.tar.gz')).sort()).toEqual(TARGETS.map((t) => `${archiveBase(t)}.tar.gz`).sort());
+  expect(
+    readdirSync(RELEASE_DIR)
+      .filter((f) => f.endsWith('.tar.gz'))
+      .sort(),
+  ).toEqual(TARGETS.map((t) => `${archiveBase(t)}.tar.gz`).sort());
 });

@@ -20,7 +20,10 @@ const tmp = (prefix: string) => mkdtempSync(join(tmpdir(), prefix));
 
 /** A BROKER_HOME with settings, written by the binary itself. */
 async function initialisedHome(home = newHome()): Promise<string> {
-  const r = await run(['init', '--non-interactive', '--client-id', CLIENT_ID, '--passcode', 'service-passcode'], { BROKER_HOME: home, BROKER_CLIENT_SECRET: SECRET });
+  const r = await run(['init', '--non-interactive', '--client-id', CLIENT_ID, '--passcode', 'service-passcode'], {
+    BROKER_HOME: home,
+    BROKER_CLIENT_SECRET: SECRET,
+  });
   expect(r.code, r.stderr).toBe(0);
   return home;
 }
@@ -164,7 +167,10 @@ describe('broker service install --print', () => {
       expect(r, name).toEqual({ code: 0, output: '' });
     }
     // The check is real: a unit it must reject is rejected.
-    const broken = verify((await printUnit([], { BROKER_HOME: home })).replace('ProtectSystem=strict', 'ProtectSystem=banana').replace(BINARY, '/nonexistent/broker'), false);
+    const broken = verify(
+      (await printUnit([], { BROKER_HOME: home })).replace('ProtectSystem=strict', 'ProtectSystem=banana').replace(BINARY, '/nonexistent/broker'),
+      false,
+    );
     expect(broken.code).not.toBe(0);
     expect(broken.output).toMatch(/banana/);
   });
@@ -327,7 +333,10 @@ describe('broker service install / uninstall and systemctl', () => {
     } finally {
       rmSync(resolve(empty, '..'), { recursive: true, force: true });
     }
-    const inTmp = await run(['service', 'install', '--binary', BINARY], { ...userEnv(tmp('broker-xdg-config-'), ctl.path), BROKER_HOME: await initialisedHome() });
+    const inTmp = await run(['service', 'install', '--binary', BINARY], {
+      ...userEnv(tmp('broker-xdg-config-'), ctl.path),
+      BROKER_HOME: await initialisedHome(),
+    });
     expect(inTmp.code).toBe(2);
     expect(inTmp.stderr).toContain('PrivateTmp');
     expect(ctl.calls()).toEqual([]);

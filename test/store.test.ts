@@ -107,7 +107,12 @@ describe('store', () => {
     store.insertMany([1, 2, 3].map((i) => ({ keyid: `bk1m${i}`, service: 'onedrivev2', checkTag: tag, sealed: box(i), now: i })));
     expect(store.list().map((r) => r.keyid)).toEqual(['bk1m1', 'bk1m2', 'bk1m3']);
     // A duplicate keyid in the batch: nothing of that batch lands.
-    expect(() => store.insertMany([{ keyid: 'bk1m4', service: 'onedrivev2', checkTag: tag, sealed: box(4), now: 4 }, { keyid: 'bk1m1', service: 'onedrivev2', checkTag: tag, sealed: box(5), now: 5 }])).toThrow(/could not be written/);
+    expect(() =>
+      store.insertMany([
+        { keyid: 'bk1m4', service: 'onedrivev2', checkTag: tag, sealed: box(4), now: 4 },
+        { keyid: 'bk1m1', service: 'onedrivev2', checkTag: tag, sealed: box(5), now: 5 },
+      ]),
+    ).toThrow(/could not be written/);
     expect(store.get('bk1m4')).toBeNull();
   });
 

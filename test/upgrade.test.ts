@@ -66,7 +66,9 @@ describe('store migrations', () => {
     const p2 = storeAtV1();
     for (const v of [0, 2, 5]) copyFileSync(p2, `${p2}.bak-v${v}`);
     Store.open(p2, { migrations: v3 }).close();
-    const left = readdirSync(dirname(p2)).filter((f) => f.includes('.bak-')).sort();
+    const left = readdirSync(dirname(p2))
+      .filter((f) => f.includes('.bak-'))
+      .sort();
     expect(left).toHaveLength(KEEP_MIGRATION_BACKUPS);
     expect(left).toEqual(['broker.db.bak-v1', 'broker.db.bak-v2', 'broker.db.bak-v5']);
   });

@@ -98,7 +98,22 @@ const isSelected = (screen: string, choice: string) => /^\S/.test(lineWith(scree
 /** Settings written without a terminal, for the re-run and cancel tests. */
 async function initNonInteractive(home: string): Promise<void> {
   const r = await run(
-    ['init', '--non-interactive', '--client-id', CLIENT_ID, '--listen', '127.0.0.1:9090', '--public-url', 'https://broker.example.org', '--tenant', 'common', '--secret-expires', '2027-03-31', '--passcode', 'old-passcode-123'],
+    [
+      'init',
+      '--non-interactive',
+      '--client-id',
+      CLIENT_ID,
+      '--listen',
+      '127.0.0.1:9090',
+      '--public-url',
+      'https://broker.example.org',
+      '--tenant',
+      'common',
+      '--secret-expires',
+      '2027-03-31',
+      '--passcode',
+      'old-passcode-123',
+    ],
     { BROKER_HOME: home, BROKER_CLIENT_SECRET: SECRET_VALUE },
   );
   expect(r.code, r.stderr).toBe(0);
@@ -118,7 +133,10 @@ describe('the public URL must be HTTPS except on localhost (Microsoft refuses ot
 
   it('`init --non-interactive --public-url http://nas.local:8080` exits 2 and says why', async () => {
     const home = newHome();
-    const r = await run(['init', '--non-interactive', '--client-id', CLIENT_ID, '--public-url', 'http://nas.local:8080'], { BROKER_HOME: home, BROKER_CLIENT_SECRET: SECRET_VALUE });
+    const r = await run(['init', '--non-interactive', '--client-id', CLIENT_ID, '--public-url', 'http://nas.local:8080'], {
+      BROKER_HOME: home,
+      BROKER_CLIENT_SECRET: SECRET_VALUE,
+    });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/public-url must use HTTPS: Microsoft accepts http:\/\/ redirect URIs only for localhost/);
     expect(existsSync(join(home, 'settings.json'))).toBe(false);
@@ -195,7 +213,10 @@ describe.skipIf(noTmux)('the init wizard on a terminal (tmux)', () => {
         /^Settings written/m,
       ];
       const at = order.map((re) => screen.search(re));
-      expect(at.every((i) => i >= 0), `${JSON.stringify(at)}\n${screen}`).toBe(true);
+      expect(
+        at.every((i) => i >= 0),
+        `${JSON.stringify(at)}\n${screen}`,
+      ).toBe(true);
       expect([...at].sort((a, b) => a - b)).toEqual(at);
 
       // The passcode is shown once; the secret never.

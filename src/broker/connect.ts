@@ -115,24 +115,26 @@ export class LoginFlow {
     if (p.error) {
       // Only the error code, never Microsoft's description: it is shown in a page and may echo input.
       const code = /^[a-z_]{1,64}$/.test(p.error) ? p.error : 'error';
-      throw new BrokerError('login_failed', `Microsoft did not complete the login (${code}).`, { hint: 'Start again from the broker\'s start page.' });
+      throw new BrokerError('login_failed', `Microsoft did not complete the login (${code}).`, { hint: "Start again from the broker's start page." });
     }
     if (!pending || pending.expiresAt < ctx.now()) {
       throw new BrokerError('login_state_invalid', 'This login is unknown, was already used, or has expired.', {
-        hint: 'Start again from the broker\'s start page, in the same browser, within 10 minutes.',
+        hint: "Start again from the broker's start page, in the same browser, within 10 minutes.",
       });
     }
     if (!p.cookieValue || !safeEqual(sha256(p.cookieValue), pending.cookieHash)) {
       throw new BrokerError('login_state_invalid', 'This login was started in another browser (its cookie is missing).', {
-        hint: 'Start again from the broker\'s start page and finish in the same browser.',
+        hint: "Start again from the broker's start page and finish in the same browser.",
       });
     }
-    if (!p.code || p.code.length > 4096) throw new BrokerError('login_failed', 'Microsoft\'s answer has no authorization code.');
+    if (!p.code || p.code.length > 4096) throw new BrokerError('login_failed', "Microsoft's answer has no authorization code.");
     const { config } = ctx;
-    const tokens = await redeemCode(
-      tokenClient(ctx, pending.service),
-      { code: p.code, redirectUri: pending.redirectUri, codeVerifier: pending.codeVerifier, scope: scopeString(pending.service) },
-    );
+    const tokens = await redeemCode(tokenClient(ctx, pending.service), {
+      code: p.code,
+      redirectUri: pending.redirectUri,
+      codeVerifier: pending.codeVerifier,
+      scope: scopeString(pending.service),
+    });
     if (!tokens.refreshToken) {
       throw new BrokerError('login_failed', 'Microsoft sent no refresh token, so the broker could not keep this connection.', {
         hint: 'Make sure the app has the offline_access permission, then connect again.',

@@ -7,7 +7,11 @@ import { isIPv6 } from 'node:net';
  * Anything else (e.g. 'unknown') is its own key.
  */
 export function clientKey(address: string): string {
-  const a = address.trim().toLowerCase().replace(/^\[|\]$/g, '').replace(/%.*$/, '');
+  const a = address
+    .trim()
+    .toLowerCase()
+    .replace(/^\[|\]$/g, '')
+    .replace(/%.*$/, '');
   if (!isIPv6(a)) return a;
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
   if (mapped) return mapped[1]!;

@@ -229,7 +229,13 @@ export class TokenService {
    * in memory (the old refresh token may already be spent at Microsoft) and the
    * caller gets a 5xx that says so; the next request writes it first.
    */
-  private persist(keyid: string, version: number, sealed: Uint8Array, now: number, keep: { baseVersion: number; sealed: Uint8Array; grant: SealedGrant }): void {
+  private persist(
+    keyid: string,
+    version: number,
+    sealed: Uint8Array,
+    now: number,
+    keep: { baseVersion: number; sealed: Uint8Array; grant: SealedGrant },
+  ): void {
     const { ctx } = this;
     let swapped: boolean;
     try {

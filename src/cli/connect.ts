@@ -22,7 +22,7 @@ export async function connectCommand(flags: { service?: string }, io: Io): Promi
     io.err(`   ${started.authorizeUrl}\n`);
     io.err(`2. Microsoft then sends the browser to ${settings.publicUrl}/logged-in?code=…`);
     io.err('   That page may not load (nothing listens there); that is expected.');
-    io.err('3. Copy the whole address from the browser\'s address bar and paste it here (within 10 minutes):');
+    io.err("3. Copy the whole address from the browser's address bar and paste it here (within 10 minutes):");
     const pasted = (await io.readLine(started.maxAgeSeconds * 1000)).trim();
     if (!pasted) throw new BrokerError('usage', 'Nothing was pasted.', { hint: 'Run `broker connect` again.' });
     let url: URL;
@@ -33,7 +33,9 @@ export async function connectCommand(flags: { service?: string }, io: Io): Promi
     }
     const expected = new URL(`${settings.publicUrl}/logged-in`);
     if (url.origin !== expected.origin || url.pathname !== expected.pathname) {
-      throw new BrokerError('usage', `That address does not start with ${expected.href}.`, { hint: 'Paste the address the browser ended on after signing in.' });
+      throw new BrokerError('usage', `That address does not start with ${expected.href}.`, {
+        hint: 'Paste the address the browser ended on after signing in.',
+      });
     }
     const q = url.searchParams;
     const result = await broker.login.finish({ state: q.get('state'), code: q.get('code'), error: q.get('error'), cookieValue: started.cookieValue });

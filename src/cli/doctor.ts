@@ -40,7 +40,9 @@ export async function doctorCommand(io: Io, deps: { fetch: typeof fetch; timeout
     settings = loadSettings(home, io.env);
     checkPublicUrl(settings, false);
     const warn = secretWarning(settings.secretExpires, Date.now());
-    return warn ? { ok: false, text: warn, fix: 'Create a new client secret in Entra, then `broker init --client-secret-file …`.', exit: EXIT.config } : { ok: true, text: `complete (${home})` };
+    return warn
+      ? { ok: false, text: warn, fix: 'Create a new client secret in Entra, then `broker init --client-secret-file …`.', exit: EXIT.config }
+      : { ok: true, text: `complete (${home})` };
   });
 
   await check('permissions', () => {
@@ -117,10 +119,18 @@ export async function doctorCommand(io: Io, deps: { fetch: typeof fetch; timeout
         const numbers = p.errorCodes.length ? ` AADSTS${p.errorCodes.join(', AADSTS')}` : '';
         const { code, why } = judge(p);
         if (code === 'app_misconfigured') {
-          const fix = p.error === 'invalid_client' ? 'Create a new client secret in Entra, then `broker init --client-secret-file …`.' : 'Check the tenant setting against the app\'s supported account types, and the client id.';
+          const fix =
+            p.error === 'invalid_client'
+              ? 'Create a new client secret in Entra, then `broker init --client-secret-file …`.'
+              : "Check the tenant setting against the app's supported account types, and the client id.";
           return { ok: false, text: `${why} [${p.error}${numbers}]`, fix, exit: EXIT.config };
         }
-        return { ok: false, text: `unexpected answer [HTTP ${p.status}${numbers}]`, fix: 'Check --authority and --tenant; try again later.', exit: EXIT.upstream };
+        return {
+          ok: false,
+          text: `unexpected answer [HTTP ${p.status}${numbers}]`,
+          fix: 'Check --authority and --tenant; try again later.',
+          exit: EXIT.upstream,
+        };
       });
     }
   }

@@ -97,7 +97,8 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
   try {
     checkPublicUrl(settings, Boolean(flags.insecureHttp));
     const { hostname, port } = parseListen(current.listen);
-    if (Boolean(flags.tlsCert ?? settings.tlsCert) !== Boolean(flags.tlsKey ?? settings.tlsKey)) throw new BrokerError('usage', 'HTTPS needs both --tls-cert and --tls-key.');
+    if (Boolean(flags.tlsCert ?? settings.tlsCert) !== Boolean(flags.tlsKey ?? settings.tlsKey))
+      throw new BrokerError('usage', 'HTTPS needs both --tls-cert and --tls-key.');
     try {
       running = await startServer({
         broker,
@@ -115,7 +116,10 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
       const code = (e as NodeJS.ErrnoException).code;
       // Not a configuration error: a port still held by a stopping process, or an address not up yet at boot, passes.
       throw new BrokerError('listen_failed', `Cannot listen on ${hostname}:${port}${code ? ` (${code})` : ''}.`, {
-        hint: code === 'EADDRINUSE' ? 'Another program (or another broker) uses that port; choose another with --listen.' : 'Check --listen, the TLS files and --metrics-listen.',
+        hint:
+          code === 'EADDRINUSE'
+            ? 'Another program (or another broker) uses that port; choose another with --listen.'
+            : 'Check --listen, the TLS files and --metrics-listen.',
         cause: e,
       });
     }
@@ -144,7 +148,12 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
       checkPublicUrl(next, Boolean(flags.insecureHttp));
     } catch (e) {
       const b = e instanceof BrokerError ? e : new BrokerError('internal', 'The settings file could not be read.');
-      log.error('settings.reload_failed', { trigger, error: b.code, reason: b.message, hint: 'the previous settings stay in use; fix the file (or run `broker init` again)' });
+      log.error('settings.reload_failed', {
+        trigger,
+        error: b.code,
+        reason: b.message,
+        hint: 'the previous settings stay in use; fix the file (or run `broker init` again)',
+      });
       return;
     }
     const now = effective(flags, io.env, next);

@@ -48,7 +48,7 @@ export function validateClientId(v: string): string | null {
 export function validateClientSecret(v: string): string | null {
   if (!v) return 'is empty';
   // The portal shows both the secret's ID (a GUID) and its Value; only the Value works.
-  if (GUID.test(v.trim())) return 'looks like the secret\'s ID (a GUID); copy the secret\'s Value instead';
+  if (GUID.test(v.trim())) return "looks like the secret's ID (a GUID); copy the secret's Value instead";
   if (v.length > 1024 || /[\r\n]/.test(v)) return 'must be one line';
   return null;
 }

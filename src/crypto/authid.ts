@@ -56,7 +56,7 @@ export function parseAuthId(input: string): AuthId {
   const text = input.trim().replace(/%3a/gi, ':').toLowerCase();
   if (text.startsWith('v2:')) {
     throw new BrokerError('authid_malformed', 'This is a v2 AuthID from another OAuth service; this broker does not accept refresh tokens.', {
-      hint: 'Create a new AuthID on this broker\'s start page.',
+      hint: "Create a new AuthID on this broker's start page.",
     });
   }
   const colon = text.indexOf(':');
@@ -66,7 +66,7 @@ export function parseAuthId(input: string): AuthId {
   if (!keyid.startsWith(AUTHID_PREFIX)) {
     throw malformed(
       /^[0-9a-f]{30,32}$/.test(keyid)
-        ? 'it looks like an AuthID from Duplicati\'s hosted OAuth service, which cannot be used here'
+        ? "it looks like an AuthID from Duplicati's hosted OAuth service, which cannot be used here"
         : `the keyid must start with "${AUTHID_PREFIX}"`,
     );
   }

@@ -99,7 +99,16 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     const services = type ? broker.login.services().filter((s) => s.id === type) : broker.login.services();
     const res = html(x, 200, startPage({ nonce: x.nonce, services, selected: type ?? DEFAULT_SERVICE_ID, fetchToken, filter: type ?? undefined }));
     if (fetchToken) {
-      res.headers.append('set-cookie', new Bun.Cookie(fetchCookieName(), FetchTokens.cookieValue(fetchToken), { httpOnly: true, sameSite: 'lax', secure: secureCookie(), path: '/', maxAge: 300 }).serialize());
+      res.headers.append(
+        'set-cookie',
+        new Bun.Cookie(fetchCookieName(), FetchTokens.cookieValue(fetchToken), {
+          httpOnly: true,
+          sameSite: 'lax',
+          secure: secureCookie(),
+          path: '/',
+          maxAge: 300,
+        }).serialize(),
+      );
     }
     return res;
   }
@@ -129,7 +138,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     // (and, same-site, from privacy settings): only Sec-Fetch-Site can vouch for it.
     const otherOrigin = origin !== null && origin !== ours && !(origin === 'null' && site !== null);
     if (otherSite || otherOrigin) {
-      throw new BrokerError('invalid_request', 'This form must be sent from the broker\'s own start page.', { hint: `Open ${publicUrl}/ and try again.` });
+      throw new BrokerError('invalid_request', "This form must be sent from the broker's own start page.", { hint: `Open ${publicUrl}/ and try again.` });
     }
   }
 
@@ -194,7 +203,10 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
       allowedOrigins: config.allowedOrigins,
     });
     const res = html(x, 200, page);
-    res.headers.append('set-cookie', new Bun.Cookie(cookieName(), '', { path: '/', maxAge: 0, httpOnly: true, secure: secureCookie(), sameSite: 'lax' }).serialize());
+    res.headers.append(
+      'set-cookie',
+      new Bun.Cookie(cookieName(), '', { path: '/', maxAge: 0, httpOnly: true, secure: secureCookie(), sameSite: 'lax' }).serialize(),
+    );
     return res;
   }
 
@@ -244,10 +256,13 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     }
     const state = broker.fetchTokens.take(q.get('token'));
     const body =
-      state.kind === 'missing' ? { error: 'Missing token' }
-      : state.kind === 'unknown' ? { error: 'No such entry' }
-      : state.kind === 'wait' ? { wait: 'Not ready' }
-      : { authid: state.authid };
+      state.kind === 'missing'
+        ? { error: 'Missing token' }
+        : state.kind === 'unknown'
+          ? { error: 'No such entry' }
+          : state.kind === 'wait'
+            ? { wait: 'Not ready' }
+            : { authid: state.authid };
     const text = JSON.stringify(body);
     const headers = new Headers({ 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
     if (callback) {
@@ -312,7 +327,7 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     const unsaved = broker.tokens.unsavedCount();
     if (unsaved) {
       warnings.push(
-        `${unsaved === 1 ? '1 connection\'s newest refresh token is' : `${unsaved} connections' newest refresh tokens are`} held only in memory (the store could not be written): make BROKER_HOME writable and do not restart the broker until the next request of each saves it.`,
+        `${unsaved === 1 ? "1 connection's newest refresh token is" : `${unsaved} connections' newest refresh tokens are`} held only in memory (the store could not be written): make BROKER_HOME writable and do not restart the broker until the next request of each saves it.`,
       );
     }
     return json({ status: 'ok', version: opts.version, warnings }, 200);
@@ -341,7 +356,14 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     const route = KNOWN_ROUTES.has(url.pathname) ? url.pathname : 'other';
     // The CSP nonce is for pages; JSON answers (/refresh) never need one.
     let nonce: string | undefined;
-    const x: Exchange = { req, url, client, get nonce() { return (nonce ??= randomBytes(16).toString('base64')); } };
+    const x: Exchange = {
+      req,
+      url,
+      client,
+      get nonce() {
+        return (nonce ??= randomBytes(16).toString('base64'));
+      },
+    };
     let res: Response;
     let error: string | undefined;
     try {
@@ -353,7 +375,8 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     } catch (err) {
       const e = asBrokerError(err);
       error = e.code;
-      if (e.code === 'internal') opts.log?.({ method: req.method, route, status: 500, ms: 0, error: `internal: ${String((e.cause as Error)?.stack ?? e.cause)}` });
+      if (e.code === 'internal')
+        opts.log?.({ method: req.method, route, status: 500, ms: 0, error: `internal: ${String((e.cause as Error)?.stack ?? e.cause)}` });
       res = isPageRoute(url.pathname) && wantsHtml(req) ? errorPage(x, e) : jsonError(e);
     }
     opts.log?.({
@@ -412,4 +435,3 @@ function pageHeaders(nonce: string, authorityOrigin: string): Headers {
     'referrer-policy': 'no-referrer',
   });
 }
-

@@ -65,9 +65,7 @@ export function startPage(p: {
   /** The `?type=` the page was opened with: kept through a wrong passcode. */
   filter?: string;
 }): string {
-  const options = p.services
-    .map((s) => `<option value="${esc(s.id)}"${s.id === p.selected ? ' selected' : ''}>${esc(s.name)}</option>`)
-    .join('');
+  const options = p.services.map((s) => `<option value="${esc(s.id)}"${s.id === p.selected ? ' selected' : ''}>${esc(s.name)}</option>`).join('');
   const only = p.services.length === 1 ? p.services[0] : undefined;
   const body = `
 <h1>Connect ${only ? esc(only.name) : 'a storage account'}</h1>

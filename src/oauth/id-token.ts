@@ -15,10 +15,7 @@ export interface Account {
  * signature check. What matters against injection is checked: audience, nonce,
  * lifetime, and an issuer of the form {authority}/{tid}/v2.0.
  */
-export function readIdToken(
-  idToken: string,
-  expect: { clientId: string; nonce: string; authority: string; now: number },
-): Account {
+export function readIdToken(idToken: string, expect: { clientId: string; nonce: string; authority: string; now: number }): Account {
   const parts = idToken.split('.');
   if (parts.length !== 3) throw invalid('it is not a JWT');
   let claims: Record<string, unknown>;

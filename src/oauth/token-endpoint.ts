@@ -32,10 +32,7 @@ export interface ProviderError {
   correlationId?: string;
 }
 
-export function redeemCode(
-  c: TokenClient,
-  p: { code: string; redirectUri: string; codeVerifier: string; scope: string },
-): Promise<TokenResponse> {
+export function redeemCode(c: TokenClient, p: { code: string; redirectUri: string; codeVerifier: string; scope: string }): Promise<TokenResponse> {
   return tokenRequest(c, {
     grant_type: 'authorization_code',
     code: p.code,
@@ -78,7 +75,7 @@ async function tokenRequest(c: TokenClient, params: Record<string, string>): Pro
         hint: 'Try again later.',
       });
     }
-    throw new BrokerError('upstream_error', 'Microsoft\'s token endpoint could not be reached.', {
+    throw new BrokerError('upstream_error', "Microsoft's token endpoint could not be reached.", {
       cause: e,
       hint: 'Check the network and the --authority setting; try again later.',
     });
@@ -153,11 +150,11 @@ export function judge(p: ProviderError): ProviderVerdict {
       else if (codes.has(7000218)) why = 'the app secret is missing';
       else if (codes.has(700016) || codes.has(700011)) why = 'the client id is not known in this tenant';
       else if (codes.has(50011) || codes.has(70004)) why = 'the redirect URI is not registered for the app';
-      else if (codes.has(9002332) || codes.has(50194) || codes.has(90130)) why = 'the tenant setting does not match the app\'s supported account types';
+      else if (codes.has(9002332) || codes.has(50194) || codes.has(90130)) why = "the tenant setting does not match the app's supported account types";
       return { code: 'app_misconfigured', why };
     }
     default:
-      return { code: 'upstream_error', why: 'Microsoft\'s token endpoint failed temporarily' };
+      return { code: 'upstream_error', why: "Microsoft's token endpoint failed temporarily" };
   }
 }
 
@@ -166,11 +163,11 @@ export function classify(p: ProviderError): BrokerError {
   switch (code) {
     case 'login_required':
       return new BrokerError(code, `Microsoft asks you to sign in again: ${why} [${aadsts(p)}].`, {
-        hint: 'Create a new AuthID on the broker\'s start page.',
+        hint: "Create a new AuthID on the broker's start page.",
       });
     case 'app_misconfigured':
       return new BrokerError(code, `The broker's Microsoft app was rejected: ${why} [${aadsts(p)}].`, {
-        hint: 'The broker\'s owner must fix the app registration or run `broker init` again.',
+        hint: "The broker's owner must fix the app registration or run `broker init` again.",
       });
     case 'upstream_error':
       return new BrokerError(code, `${why} [${aadsts(p)}].`, { hint: 'Try again later.' });
@@ -179,7 +176,7 @@ export function classify(p: ProviderError): BrokerError {
 
 function parseTokenResponse(json: unknown): TokenResponse {
   if (!json || typeof json !== 'object') {
-    throw new BrokerError('upstream_error', 'Microsoft\'s token endpoint answered with something that is not JSON.');
+    throw new BrokerError('upstream_error', "Microsoft's token endpoint answered with something that is not JSON.");
   }
   const o = json as Record<string, unknown>;
   if (typeof o.access_token !== 'string' || o.access_token.length === 0) throw badField('access_token');

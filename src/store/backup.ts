@@ -76,9 +76,13 @@ export function readBackup(file: string): BackupInfo {
     if (get('format') !== BACKUP_FORMAT) throw notABackup(file);
     const schemaVersion = (db.query('PRAGMA user_version').get() as { user_version: number }).user_version;
     if (schemaVersion > MIGRATIONS.length) {
-      throw new BrokerError('store_error', `The backup ${file} has store schema version ${schemaVersion}, newer than this broker understands (${MIGRATIONS.length}).`, {
-        hint: 'Upgrade broker to the version that made the backup (or newer), then restore.',
-      });
+      throw new BrokerError(
+        'store_error',
+        `The backup ${file} has store schema version ${schemaVersion}, newer than this broker understands (${MIGRATIONS.length}).`,
+        {
+          hint: 'Upgrade broker to the version that made the backup (or newer), then restore.',
+        },
+      );
     }
     return {
       settings: get('settings'),

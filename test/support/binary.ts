@@ -27,9 +27,16 @@ export function newHome(): string {
   return join(mkdtempSync(join(tmpdir(), 'broker-e2e-')), 'home');
 }
 
-export function run(args: string[], env: Record<string, string> = {}, opts: { timeoutMs?: number; input?: string; command?: Command } = {}): Promise<RunResult> {
+export function run(
+  args: string[],
+  env: Record<string, string> = {},
+  opts: { timeoutMs?: number; input?: string; command?: Command } = {},
+): Promise<RunResult> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawnBroker(opts.command, args, { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawnBroker(opts.command, args, {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout!.on('data', (d) => (stdout += d));
@@ -106,7 +113,17 @@ export async function configuredHome(
 ): Promise<{ home: string; port: number }> {
   const home = opts.home ?? newHome();
   const port = await freePort();
-  const r = await initHome({ home, clientId: provider.clientId, clientSecret: provider.clientSecret, authority: provider.authority, port, passcode, allowedOrigins: opts.allowedOrigins, command: opts.command, timeoutMs: opts.timeoutMs });
+  const r = await initHome({
+    home,
+    clientId: provider.clientId,
+    clientSecret: provider.clientSecret,
+    authority: provider.authority,
+    port,
+    passcode,
+    allowedOrigins: opts.allowedOrigins,
+    command: opts.command,
+    timeoutMs: opts.timeoutMs,
+  });
   if (r.code !== 0) throw new Error(`broker init exited ${r.code}:\n${r.stderr}`);
   return { home, port };
 }
@@ -126,7 +143,10 @@ export async function serve(
   args: string[] = [],
   opts: { command?: Command; startTimeoutMs?: number } = {},
 ): Promise<Served> {
-  const child = spawnBroker(opts.command, ['serve', ...args], { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', BROKER_HOME: home, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnBroker(opts.command, ['serve', ...args], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', BROKER_HOME: home, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let err = '';
   const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
   const url = await new Promise<string>((res, rej) => {

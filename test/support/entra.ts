@@ -32,17 +32,7 @@ import { createHash, generateKeyPairSync, randomBytes, randomUUID } from 'node:c
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type OidcProvider from 'oidc-provider';
-import type {
-  Account,
-  Adapter,
-  AdapterConstructor,
-  AdapterPayload,
-  ErrorOut,
-  InteractionDetails,
-  InteractionResults,
-  KoaContext,
-  Next,
-} from 'oidc-provider';
+import type { Account, Adapter, AdapterConstructor, AdapterPayload, ErrorOut, InteractionDetails, InteractionResults, KoaContext, Next } from 'oidc-provider';
 
 /** Microsoft's tenant id for personal (MSA) accounts, i.e. what `consumers` resolves to. */
 export const CONSUMER_TENANT_ID = '9188040d-6c67-4c5b-b112-36a304b66dad';
@@ -427,9 +417,7 @@ class CookieJar {
   }
 
   header(url: URL): string | undefined {
-    const matching = [...this.#cookies.values()].filter(
-      ({ path }) => url.pathname === path || url.pathname.startsWith(path.endsWith('/') ? path : `${path}/`),
-    );
+    const matching = [...this.#cookies.values()].filter(({ path }) => url.pathname === path || url.pathname.startsWith(path.endsWith('/') ? path : `${path}/`));
     return matching.length ? matching.map(({ name, value }) => `${name}=${value}`).join('; ') : undefined;
   }
 }
@@ -473,7 +461,10 @@ function entraErrorCode(error: string, detail: string | undefined): number {
 /** Entra's error body shape: `{error, error_description, error_codes, timestamp, trace_id, correlation_id}`. */
 function entraErrorBody(out: ErrorOut, detail: string | undefined): Record<string, unknown> {
   const code = entraErrorCode(out.error, detail);
-  const timestamp = new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+  const timestamp = new Date()
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, 'Z');
   const traceId = randomUUID();
   const correlationId = randomUUID();
   const reason = detail ?? out.error_description ?? out.error;
@@ -948,9 +939,7 @@ export async function startEntra(opts: EntraOptions = {}): Promise<Entra> {
       if (res.status >= 300 && res.status < 400 && location) {
         await res.body?.cancel();
         const next = new URL(location, url);
-        const isCallback =
-          next.origin !== start.origin ||
-          (redirectUri !== null && `${next.origin}${next.pathname}` === redirectUri.split(/[?#]/)[0]);
+        const isCallback = next.origin !== start.origin || (redirectUri !== null && `${next.origin}${next.pathname}` === redirectUri.split(/[?#]/)[0]);
         if (isCallback) return next.href;
         url = next;
         init = { method: 'GET' };

@@ -148,7 +148,11 @@ declare module 'oidc-provider' {
     interactions?: { url?: (ctx: KoaContext, interaction: { uid: string }) => Promise<string> | string };
     findAccount?: (ctx: KoaContext, sub: string, token?: unknown) => Promise<Account | undefined>;
     loadExistingGrant?: (ctx: KoaContext) => Promise<Grant | undefined>;
-    issueRefreshToken?: (ctx: KoaContext, client: Client & { grantTypeAllowed(type: string): boolean }, code: { scopes: Set<string> }) => Promise<boolean> | boolean;
+    issueRefreshToken?: (
+      ctx: KoaContext,
+      client: Client & { grantTypeAllowed(type: string): boolean },
+      code: { scopes: Set<string> },
+    ) => Promise<boolean> | boolean;
     rotateRefreshToken?: boolean | ((ctx: KoaContext) => boolean | Promise<boolean>);
     expiresWithSession?: (ctx: KoaContext, code: unknown) => Promise<boolean> | boolean;
     renderError?: (ctx: KoaContext, out: ErrorOut, error: Error) => Promise<void> | void;
@@ -167,11 +171,6 @@ declare module 'oidc-provider' {
     on(event: 'server_error', listener: (ctx: KoaContext, error: Error) => void): this;
     on(event: 'error', listener: (error: Error & { code?: string; expose?: boolean; status?: number }) => void): this;
     interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<InteractionDetails>;
-    interactionResult(
-      req: IncomingMessage,
-      res: ServerResponse,
-      result: InteractionResults,
-      options?: { mergeWithLastSubmission?: boolean },
-    ): Promise<string>;
+    interactionResult(req: IncomingMessage, res: ServerResponse, result: InteractionResults, options?: { mergeWithLastSubmission?: boolean }): Promise<string>;
   }
 }

@@ -65,13 +65,12 @@ function complete(buf: Buffer, isHead: boolean): boolean {
 }
 
 /** Builds a request from parts, byte-exact: header values may hold any bytes. */
-export function buildRequest(p: {
-  method: string;
-  target: string | Buffer;
-  headers: [string, string | Buffer][];
-  body?: Buffer;
-}): Buffer {
-  const parts: Buffer[] = [Buffer.from(`${p.method} `, 'latin1'), Buffer.isBuffer(p.target) ? p.target : Buffer.from(p.target, 'latin1'), Buffer.from(' HTTP/1.1\r\n', 'latin1')];
+export function buildRequest(p: { method: string; target: string | Buffer; headers: [string, string | Buffer][]; body?: Buffer }): Buffer {
+  const parts: Buffer[] = [
+    Buffer.from(`${p.method} `, 'latin1'),
+    Buffer.isBuffer(p.target) ? p.target : Buffer.from(p.target, 'latin1'),
+    Buffer.from(' HTTP/1.1\r\n', 'latin1'),
+  ];
   for (const [k, v] of p.headers) parts.push(Buffer.from(`${k}: `, 'latin1'), Buffer.isBuffer(v) ? v : Buffer.from(v, 'latin1'), Buffer.from('\r\n', 'latin1'));
   parts.push(Buffer.from('\r\n', 'latin1'));
   if (p.body) parts.push(p.body);
