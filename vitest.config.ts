@@ -9,9 +9,11 @@ import { defineConfig } from 'vitest/config';
 const UNIT = [
   'test/broker.test.ts',
   'test/errors.test.ts',
+  'test/fetch-tokens.test.ts',
   'test/format.test.ts',
   'test/hardening.test.ts',
   'test/id-token.test.ts',
+  'test/lockout.test.ts',
   'test/readme.test.ts',
   'test/server.test.ts',
   'test/store.test.ts',

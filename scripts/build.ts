@@ -42,7 +42,7 @@ export function compile(opts: { outfile: string; target?: string; commit?: strin
     ...BUILD_FLAGS,
     ...(opts.target ? [`--target=${opts.target}`] : []),
     `--define`,
-    `BROKER_COMMIT=${JSON.stringify(commit)}`,
+    `BUILD_COMMIT=${JSON.stringify(commit)}`,
     'bin/broker.ts',
     '--outfile',
     opts.outfile,

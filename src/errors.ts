@@ -57,7 +57,12 @@ export const ERRORS = {
   invalid_authid: { status: 401, exit: EXIT.auth, meaning: 'unknown keyid or wrong secret (deliberately the same answer)' },
   revoked: { status: 410, exit: EXIT.auth, meaning: 'the connection was revoked; told only to the holder of the right secret' },
   passcode_invalid: { status: 403, exit: EXIT.auth, meaning: 'wrong connect passcode' },
-  rate_limited: { status: 429, exit: EXIT.auth, meaning: 'too many failed attempts from this address; see Retry-After' },
+  rate_limited: {
+    status: 429,
+    exit: EXIT.auth,
+    meaning:
+      'too many failed attempts from this address (or IPv6 /64), too many passcode checks waiting at once, or too many Duplicati logins waiting; see Retry-After',
+  },
   // The login round trip.
   login_state_invalid: { status: 400, exit: EXIT.auth, meaning: "the login's state or cookie is missing, used or expired; start again" },
   login_failed: { status: 400, exit: EXIT.auth, meaning: 'Microsoft did not complete the login; start again' },

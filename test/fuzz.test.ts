@@ -188,12 +188,12 @@ class Gen {
         return this.chars('abcdefghijklmnopqrstuvwxyz0123456789', this.int(40));
       case 1:
         return this.pick(['%', '%Z', '%ZZ', '%E0%A4%A', '%C3%28', '%00', '%FF%FE', '%%41', '%u0041', '%2', '%c0%af']);
-      // biome-ignore lint/suspicious/noTemplateCurlyInString: a template-injection payload, on purpose
       case 2:
         return this.pick([
           '<script>alert(1)</script>',
           '"><img src=x onerror=1>',
           "'; DROP TABLE connections;--",
+          // biome-ignore lint/suspicious/noTemplateCurlyInString: a template-injection payload, on purpose
           '${7*7}',
           '../../../etc/passwd',
           '\r\nX-Injected: 1',
