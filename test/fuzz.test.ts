@@ -666,7 +666,8 @@ describe('fuzzing every route of the binary', () => {
     // No AuthID but the real one is ever granted anything, and wrong ones really were checked:
     // most reached the authentication path (invalid_authid), not only the rate limit.
     expect(granted, granted.slice(0, 20).join('\n')).toEqual([]);
-    expect(errorCodes.get('invalid_authid') ?? 0).toBeGreaterThan(50);
+    // Scaled by what was sent: on a busy machine the time bound stops the run early (about 1.5% of requests carry a well-formed wrong AuthID).
+    expect(errorCodes.get('invalid_authid') ?? 0).toBeGreaterThan(Math.floor(sent / 100));
     expect(errorCodes.get('invalid_authid') ?? 0).toBeGreaterThan(errorCodes.get('rate_limited') ?? 0);
     expect(timeouts, timeouts.slice(0, 20).join('\n')).toEqual([]);
     expect(validFailures, validFailures.join('\n')).toEqual([]);

@@ -86,7 +86,7 @@ describe('store migrations', () => {
     const r = await run(['list'], { BROKER_HOME: dirname(path) });
     expect(r.code).toBe(5);
     expect(r.stderr).toMatch(/schema version 2, newer than this broker understands \(1\)/);
-    expect(r.stderr).toMatch(/hint: Upgrade broker/);
+    expect(r.stderr).toMatch(/hint: upgrade broker/i);
     expect(existsSync(`${path}-wal`)).toBe(false);
   });
 });
