@@ -6,13 +6,14 @@
 import { randomBytes } from 'node:crypto';
 import { hashPasscode, PASSCODE_MAX_LENGTH, PASSCODE_MIN_LENGTH } from '../broker/passcode.ts';
 import { brokerHome } from '../config/home.ts';
-import { DEFAULTS, readSettings, validateSettings, writeSettings, type Settings } from '../config/settings.ts';
+import { defaultOf, OPTION_LIST } from '../config/options.ts';
+import { readSettings, validateSettings, writeSettings, type Settings } from '../config/settings.ts';
 import { base32Encode } from '../crypto/base32.ts';
 import { BrokerError } from '../errors.ts';
-import { type Answers, defaultPublicUrl, fromFlagsAndEnv, type InitOptions, serveSettings } from './init/answers.ts';
+import { type Answers, fromFlagsAndEnv, type InitOptions, serveSettings } from './init/answers.ts';
 import type { Io } from './io.ts';
 
-export type { InitFlags, InitOptions } from './init/answers.ts';
+export type { InitOptions } from './init/answers.ts';
 
 export function generatePasscode(): string {
   return base32Encode(randomBytes(15)).match(/.{6}/g)!.join('-');
@@ -43,24 +44,17 @@ export async function initCommand(flags: InitOptions, io: Io): Promise<void> {
   }
 }
 
-/** The new settings: each answer, else the old value, else the default. */
+/** The new settings: each answer, else the old value, else the default (in the table's order: public-url's follows listen). */
 function merge(answers: Answers, old: Partial<Settings>, flags: InitOptions): Partial<Settings> {
-  const listen = answers.listen ?? old.listen ?? DEFAULTS.listen;
-  return {
-    // Settings this command does not ask about (set by hand or by newer features) are kept.
-    ...old,
-    clientId: answers.clientId ?? old.clientId,
-    clientSecret: answers.clientSecret ?? old.clientSecret,
-    tenant: answers.tenant ?? old.tenant ?? DEFAULTS.tenant,
-    authority: answers.authority ?? old.authority ?? DEFAULTS.authority,
-    listen,
-    publicUrl: answers.publicUrl ?? old.publicUrl ?? defaultPublicUrl(listen),
-    allowedOrigins: answers.allowedOrigins ?? old.allowedOrigins ?? [...DEFAULTS.allowedOrigins],
-    // '' is an answer ("unknown"): it clears an old date.
-    secretExpires: answers.secretExpires !== undefined ? answers.secretExpires || undefined : old.secretExpires,
-    passcodeHash: old.passcodeHash,
-    ...serveSettings(flags),
-  };
+  // Settings this command does not ask about (set by hand or by newer features) are kept.
+  const next: Record<string, unknown> = { ...old };
+  for (const o of OPTION_LIST) {
+    if (o.init !== 'answer' || o.stored === false) continue;
+    const value = answers[o.name as keyof Settings] ?? old[o.name as keyof Settings] ?? defaultOf(o, next);
+    // '' is an answer ("unknown"): it clears an optional setting, like an old expiry date.
+    next[o.name] = value === '' && !o.required ? undefined : value;
+  }
+  return { ...next, ...serveSettings(flags) };
 }
 
 /** Without a terminal nothing can be asked: name every missing flag at once. */

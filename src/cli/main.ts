@@ -1,15 +1,14 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { brokerHome } from '../config/home.ts';
 import { asBrokerError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import { EXIT, EXIT_CODE } from './exit-codes.ts';
+import { addOptions } from './flags.ts';
 // Each command's module is imported when it runs, so `--help` and `list` do not
 // pay for libsodium, the HTTP server, metrics and the wizard.
 import { processIo, type Io } from './io.ts';
 import { sayError } from './voice.ts';
 import { registerServiceCommand } from './service.ts';
-
-const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** Runs the CLI and returns the exit code; bin/broker.ts only sets it. */
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
@@ -28,41 +27,17 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     })
     .addHelpText('after', `\nSettings and store live in BROKER_HOME (now: ${brokerHome(io.env)}).`);
 
-  program
+  const init = program
     .command('init')
     .description('set up the broker: your Entra app, public URL, listen address, connect passcode')
-    .option('--non-interactive', 'never prompt; take answers from flags and BROKER_* variables')
-    .option('--client-id <guid>', 'Application (client) ID of your Entra app [BROKER_CLIENT_ID]')
-    .option('--client-secret-file <path>', 'file holding the client secret Value ("-" for stdin) [BROKER_CLIENT_SECRET]')
-    .option('--tenant <tenant>', 'consumers (default), common, organizations, or a tenant id [BROKER_TENANT]')
-    .option('--authority <url>', 'identity platform base URL (default https://login.microsoftonline.com) [BROKER_AUTHORITY]')
-    .option('--public-url <url>', 'URL the browser and Microsoft see; redirect URI is {public-url}/logged-in [BROKER_PUBLIC_URL]')
-    .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:8080) [BROKER_LISTEN]')
-    .option('--passcode <text>', 'connect passcode (generated and printed once if not given; visible in `ps`, prefer the file or variable) [BROKER_PASSCODE]')
-    .option('--passcode-file <path>', 'file holding the connect passcode ("-" for stdin)')
-    .option('--allowed-origin <origin>', 'origin allowed to receive the authid by postMessage (repeatable)', collect)
-    .option('--secret-expires <date>', 'expiry date of the client secret, YYYY-MM-DD [BROKER_SECRET_EXPIRES]')
-    .option('--tls-cert <path>', 'record: serve HTTPS with this PEM certificate')
-    .option('--tls-key <path>', 'record: the PEM private key for --tls-cert')
-    .option('--insecure-http', 'record: allow a plain-http public URL that is not localhost')
-    .addOption(new Option('--log-format <format>', 'record: log lines as text or json').choices(['text', 'json']))
-    .option('--metrics', 'record: serve /metrics on the main listener')
-    .option('--metrics-listen <host:port>', 'record: serve /metrics on this separate address')
-    .option('--trust-proxy', 'record: a reverse proxy on this machine sets X-Forwarded-For')
-    .action(async (flags) => (await import('./init.ts')).initCommand(flags, io));
+    .option('--non-interactive', 'never prompt; take answers from flags and BROKER_* variables');
+  // Its options, and serve's, come from the one table in config/options.ts.
+  addOptions(init, 'init').action(async (flags) => (await import('./init.ts')).initCommand(flags, io));
 
-  program
+  const serve = program
     .command('serve')
-    .description('run the HTTP server in the foreground (stops cleanly on SIGTERM/SIGINT; SIGHUP re-reads the settings and TLS files)')
-    .addOption(new Option('--listen <host:port>', 'override the listen address [BROKER_LISTEN]'))
-    .option('--tls-cert <path>', 'serve HTTPS with this PEM certificate (re-read on SIGHUP)')
-    .option('--tls-key <path>', 'the PEM private key for --tls-cert')
-    .option('--insecure-http', 'allow a plain-http public URL that is not localhost')
-    .addOption(new Option('--log-format <format>', 'log lines as text or json [BROKER_LOG_FORMAT]').choices(['text', 'json']))
-    .option('--metrics', 'serve Prometheus metrics at /metrics on the main listener')
-    .option('--metrics-listen <host:port>', 'serve /metrics on this separate address instead')
-    .option('--trust-proxy', 'behind a reverse proxy on this machine: rate-limit by the X-Forwarded-For address')
-    .action(async (flags) => (await import('./serve.ts')).serveCommand(flags, io));
+    .description('run the HTTP server in the foreground (stops cleanly on SIGTERM/SIGINT; SIGHUP re-reads the settings and TLS files)');
+  addOptions(serve, 'serve').action(async (flags) => (await import('./serve.ts')).serveCommand(flags, io));
 
   let exitCode: number = EXIT.ok;
   program

@@ -9,17 +9,10 @@ import { startServer, type RunningServer, type TlsFiles } from '../server.ts';
 import { VERSION } from '../version.ts';
 import type { Io } from './io.ts';
 import { brokerConfig, openBroker } from './open.ts';
+import { displayName, OPTION_LIST, OPTIONS, serveValues } from '../config/options.ts';
 
-export interface ServeFlags {
-  listen?: string;
-  tlsCert?: string;
-  tlsKey?: string;
-  insecureHttp?: boolean;
-  logFormat?: string;
-  metrics?: boolean;
-  metricsListen?: string;
-  trustProxy?: boolean;
-}
+/** What commander hands `serve`: each option of the table under its flag's camelCase name. */
+export type ServeFlags = Record<string, string | boolean | undefined>;
 
 export function parseListen(v: string, flag = '--listen'): { hostname: string; port: number } {
   const problem = validateListen(v);
@@ -40,7 +33,7 @@ export function checkPublicUrl(s: Pick<Settings, 'publicUrl' | 'insecureHttp'>, 
   }
 }
 
-/** What `serve` takes from flags, BROKER_* variables and the settings file, in that order. */
+/** What `serve` runs with: the table's serve options (flag, else variable, else setting, else default), HTTPS when both files are given. */
 interface Effective {
   listen: string;
   tls?: TlsFiles;
@@ -51,17 +44,20 @@ interface Effective {
 }
 
 function effective(flags: ServeFlags, env: Record<string, string | undefined>, s: Partial<Settings>): Effective {
-  const cert = flags.tlsCert ?? s.tlsCert;
-  const key = flags.tlsKey ?? s.tlsKey;
+  const v = serveValues(flags, env, s);
+  const { tlsCert: cert, tlsKey: key } = v;
   return {
-    listen: flags.listen ?? env.BROKER_LISTEN ?? s.listen ?? '',
+    listen: v.listen ?? '',
     tls: cert && key ? { cert, key } : undefined,
-    metrics: Boolean(flags.metrics ?? s.metrics),
-    metricsListen: flags.metricsListen ?? s.metricsListen,
-    trustProxy: Boolean(flags.trustProxy ?? s.trustProxy),
-    logFormat: flags.logFormat ?? env.BROKER_LOG_FORMAT ?? s.logFormat ?? 'text',
+    metrics: Boolean(v.metrics),
+    metricsListen: v.metricsListen,
+    trustProxy: Boolean(v.trustProxy),
+    logFormat: v.logFormat ?? '',
   };
 }
+
+/** The settings a running `serve` applies only after a restart (they need a new socket), as the table marks them. */
+const RESTART = OPTION_LIST.filter((o) => o.serve && o.restart).map((o) => o.name as 'listen' | 'metrics' | 'metricsListen');
 
 /** How often `serve` looks at settings.json's modification time (one stat(2)). */
 export const SETTINGS_POLL_MS = 2000;
@@ -97,8 +93,8 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
   try {
     checkPublicUrl(settings, Boolean(flags.insecureHttp));
     const { hostname, port } = parseListen(current.listen);
-    if (Boolean(flags.tlsCert ?? settings.tlsCert) !== Boolean(flags.tlsKey ?? settings.tlsKey))
-      throw new BrokerError('usage', 'HTTPS needs both --tls-cert and --tls-key.');
+    const { tlsCert, tlsKey } = serveValues(flags, io.env, settings);
+    if (Boolean(tlsCert) !== Boolean(tlsKey)) throw new BrokerError('usage', 'HTTPS needs both --tls-cert and --tls-key.');
     try {
       running = await startServer({
         broker,
@@ -158,10 +154,9 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
     }
     const now = effective(flags, io.env, next);
     const needRestart = [
-      now.listen !== current.listen && 'listen',
+      ...RESTART.filter((k) => now[k] !== current[k]).map((k) => displayName(OPTIONS[k])),
+      // HTTPS on or off needs a new socket too; new file paths do not.
       Boolean(now.tls) !== Boolean(current.tls) && (now.tls ? 'tls-cert/tls-key (HTTPS on)' : 'tls-cert/tls-key (HTTPS off)'),
-      now.metrics !== current.metrics && 'metrics',
-      now.metricsListen !== current.metricsListen && 'metrics-listen',
     ].filter((x): x is string => Boolean(x));
     if (needRestart.length) {
       log.warn('settings.restart_needed', {
@@ -174,7 +169,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
     // HTTPS stays on or off; with it on, new file paths are read at once.
     const tls = current.tls && now.tls ? now.tls : current.tls;
     const newFiles = tls !== current.tls && (tls!.cert !== current.tls!.cert || tls!.key !== current.tls!.key);
-    current = { ...now, listen: current.listen, tls, metrics: current.metrics, metricsListen: current.metricsListen };
+    current = { ...now, ...Object.fromEntries(RESTART.map((k) => [k, current[k]])), tls };
     if (newFiles) {
       running.reloadTls(tls).then(
         () => log.info('tls.reloaded'),

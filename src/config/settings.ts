@@ -3,6 +3,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BrokerError } from '../errors.ts';
 import { ensureHome, SETTINGS_FILE } from './home.ts';
+import { defaultOf, displayName, envValue, OPTION_LIST, OPTIONS, type OptionSpec } from './options.ts';
+
+// The single-value checks live in validate.ts; re-exported for the code and tests that import them from here.
+export * from './validate.ts';
 
 /** Everything `broker init` records. Stored 0600 in BROKER_HOME. */
 export interface Settings {
@@ -31,112 +35,39 @@ export interface Settings {
   trustProxy?: boolean;
 }
 
-export const DEFAULTS = {
-  tenant: 'consumers',
-  authority: 'https://login.microsoftonline.com',
-  listen: '127.0.0.1:8080',
-  // Duplicati's web UI, where its popup expects the `authid:` message from.
-  allowedOrigins: ['http://localhost:8200', 'http://127.0.0.1:8200'],
-} as const;
-
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export function validateClientId(v: string): string | null {
-  return GUID.test(v) ? null : 'must be the Application (client) ID, a GUID like 00000000-0000-0000-0000-000000000000';
-}
-
-export function validateClientSecret(v: string): string | null {
-  if (!v) return 'is empty';
-  // The portal shows both the secret's ID (a GUID) and its Value; only the Value works.
-  if (GUID.test(v.trim())) return "looks like the secret's ID (a GUID); copy the secret's Value instead";
-  if (v.length > 1024 || /[\r\n]/.test(v)) return 'must be one line';
-  return null;
-}
-
-export function validateTenant(v: string): string | null {
-  if (['common', 'organizations', 'consumers'].includes(v) || GUID.test(v) || /^[a-z0-9][a-z0-9.-]*\.[a-z]{2,}$/i.test(v)) return null;
-  return 'must be consumers, common, organizations, a tenant id (GUID) or a tenant domain';
-}
-
-/** Hosts Microsoft accepts in an http:// redirect URI (the URL parser lowercases and brackets them). */
-/** Hosts Microsoft accepts in http:// redirect URIs (IPv6 [::1] is not supported there). */
-export const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['localhost', '127.0.0.1']);
-
-/** A public URL Microsoft refuses as a redirect base (http:// elsewhere than localhost), and on which AuthIDs cross the network readable. */
-export function isPlainHttpBeyondLocalhost(u: URL): boolean {
-  return u.protocol === 'http:' && !LOOPBACK_HOSTS.has(u.hostname);
-}
-
-export function validateHttpUrl(v: string, what: 'public-url' | 'authority', opts: { allowInsecureHttp?: boolean } = {}): string | null {
-  let u: URL;
-  try {
-    u = new URL(v);
-  } catch {
-    return 'is not a URL';
-  }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') return 'must start with https:// (or http:// for localhost)';
-  if (u.search || u.hash) return 'must not have a query or fragment';
-  if (u.username || u.password) return 'must not contain a user name or password';
-  if (what === 'public-url' && u.pathname !== '/' && u.pathname !== '') {
-    return 'must be the root of a host (Duplicati drops the path when it builds its login link)';
-  }
-  // The app secret is sent there: in clear only to a test provider on this machine.
-  if (what === 'authority' && u.protocol === 'http:' && !LOOPBACK_HOSTS.has(u.hostname) && !/^127\./.test(u.hostname)) {
-    return 'must use https:// (the app secret is sent there); http:// only for a local test provider on localhost or 127.x.x.x';
-  }
-  // The redirect URI is {public-url}/logged-in, and Microsoft refuses http:// ones except on localhost.
-  if (what === 'public-url' && isPlainHttpBeyondLocalhost(u) && !opts.allowInsecureHttp) {
-    return 'must use HTTPS: Microsoft accepts http:// redirect URIs only for localhost (localhost and 127.0.0.1 are allowed); use an https:// URL (e.g. behind a reverse proxy), or keep http://localhost:PORT and connect with `broker connect` or an SSH tunnel';
-  }
-  return null;
-}
-
-export function validateListen(v: string): string | null {
-  const m = /^(\[[0-9a-f:]+\]|[a-z0-9.-]+):(\d{1,5})$/i.exec(v);
-  if (!m || Number(m[2]) > 65535) return 'must be HOST:PORT, like 127.0.0.1:8080';
-  return null;
-}
-
-export function validateOrigin(v: string): string | null {
-  try {
-    const u = new URL(v);
-    if (u.origin !== v.replace(/\/$/, '')) return 'must be an origin like http://localhost:8200 (no path)';
-    return null;
-  } catch {
-    return 'is not an origin like http://localhost:8200';
-  }
-}
-
-export function normaliseUrl(v: string): string {
-  return v.trim().replace(/\/+$/, '');
+/** The check of one value: the option's own, or its list of choices. */
+function checkOf(o: OptionSpec): OptionSpec['check'] {
+  const choices = o.choices;
+  return o.check ?? (choices && ((v) => (choices.includes(v) ? null : `must be ${choices.join(' or ')}`)));
 }
 
 /** Every problem at once, each naming its setting: a person fixes them in one go. */
 export function validateSettings(s: Partial<Settings>, opts: { requireSecret: boolean; allowInsecureHttp?: boolean }): string[] {
   const problems: string[] = [];
-  const check = (name: string, value: unknown, fn: (v: string) => string | null) => {
-    if (typeof value !== 'string' || value === '') problems.push(`${name} is missing`);
-    else {
-      const p = fn(value);
+  const ctx = { allowInsecureHttp: Boolean(opts.allowInsecureHttp || s.insecureHttp) };
+  for (const o of OPTION_LIST) {
+    const check = checkOf(o);
+    if (o.stored === false || !check) continue;
+    const name = displayName(o);
+    const value = s[o.name as keyof Settings];
+    // The secret may come from BROKER_CLIENT_SECRET or a credential instead of the file.
+    const required = o.required && (o.name !== 'clientSecret' || opts.requireSecret || value !== undefined);
+    if (value === undefined && !required) continue;
+    if (o.repeatable) {
+      for (const v of Array.isArray(value) ? value : []) {
+        const p = check(String(v), ctx);
+        // The value named, and shortened: a whole pasted page helps no one.
+        if (p) problems.push(`${name} ${String(v).slice(0, 80)} ${p}`);
+      }
+    } else if (typeof value !== 'string' || (required && value === '')) {
+      problems.push(`${name} ${required ? 'is missing' : 'must be text'}`);
+    } else {
+      const p = check(value, ctx);
       if (p) problems.push(`${name} ${p}`);
     }
-  };
-  check('client-id', s.clientId, validateClientId);
-  if (opts.requireSecret || s.clientSecret !== undefined) check('client-secret', s.clientSecret, validateClientSecret);
-  check('tenant', s.tenant, validateTenant);
-  check('authority', s.authority, (v) => validateHttpUrl(v, 'authority'));
-  const allowInsecureHttp = Boolean(opts.allowInsecureHttp || s.insecureHttp);
-  check('public-url', s.publicUrl, (v) => validateHttpUrl(v, 'public-url', { allowInsecureHttp }));
-  check('listen', s.listen, validateListen);
-  if (typeof s.passcodeHash !== 'string' || !s.passcodeHash.startsWith('$argon2')) problems.push('passcode is missing (run `broker init`)');
-  for (const o of s.allowedOrigins ?? []) {
-    const p = validateOrigin(o);
-    if (p) problems.push(`allowed-origin ${o.slice(0, 80)} ${p}`);
   }
-  if (s.secretExpires !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(s.secretExpires)) problems.push('secret-expires must be a date YYYY-MM-DD');
+  if (typeof s.passcodeHash !== 'string' || !s.passcodeHash.startsWith('$argon2')) problems.push('passcode is missing (run `broker init`)');
   if (Boolean(s.tlsCert) !== Boolean(s.tlsKey)) problems.push('tls-cert and tls-key go together');
-  if (s.metricsListen !== undefined && validateListen(s.metricsListen)) problems.push(`metrics-listen ${validateListen(s.metricsListen)}`);
-  if (s.logFormat !== undefined && s.logFormat !== 'text' && s.logFormat !== 'json') problems.push('log-format must be text or json');
   return problems;
 }
 
@@ -198,9 +129,10 @@ export function loadSettings(home: string, env: Record<string, string | undefine
   // The app secret, first source wins: BROKER_CLIENT_SECRET, then the systemd
   // credential `client-secret` (LoadCredential=, see `broker service install
   // --credential-file`), then settings.json.
-  if (env.BROKER_CLIENT_SECRET) s.clientSecret = env.BROKER_CLIENT_SECRET;
+  const fromEnv = envValue(OPTIONS.clientSecret, env);
+  if (fromEnv) s.clientSecret = fromEnv;
   else s.clientSecret = readCredential(env, CLIENT_SECRET_CREDENTIAL) ?? s.clientSecret;
-  s.allowedOrigins ??= [...DEFAULTS.allowedOrigins];
+  s.allowedOrigins ??= defaultOf(OPTIONS.allowedOrigins, s) as string[];
   // Plain http on another host is refused by `serve` and `doctor` themselves (checkPublicUrl), which know --insecure-http.
   const problems = validateSettings(s, { requireSecret: true, allowInsecureHttp: true });
   if (problems.length) {

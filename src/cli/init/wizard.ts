@@ -4,20 +4,12 @@
  * default for a personal OneDrive.
  */
 import { PASSCODE_MAX_LENGTH, PASSCODE_MIN_LENGTH } from '../../broker/passcode.ts';
-import {
-  DEFAULTS,
-  normaliseUrl,
-  validateClientId,
-  validateClientSecret,
-  validateHttpUrl,
-  validateListen,
-  validateOrigin,
-  type Settings,
-} from '../../config/settings.ts';
+import { normaliseUrl, validateClientId, validateClientSecret, validateHttpUrl, validateListen, validateOrigin, type Settings } from '../../config/settings.ts';
+import { defaultOf, OPTIONS } from '../../config/options.ts';
 import { BrokerError } from '../../errors.ts';
 import { PERMISSION_STEPS, registrationSteps, SECRET_STEPS } from '../entra-steps.ts';
 import type { Io } from '../io.ts';
-import { type Answers, defaultPublicUrl } from './answers.ts';
+import type { Answers } from './answers.ts';
 
 type Prompts = typeof import('@inquirer/prompts');
 
@@ -40,11 +32,11 @@ export async function askAll(given: Answers, old: Partial<Settings>, io: Io): Pr
 
 /** Where it listens and the URL it is reached at: the redirect URI in the steps that follow is built from it. */
 async function askAddresses({ input }: Prompts, out: Answers, old: Partial<Settings>): Promise<void> {
-  out.listen ??= await input({ message: 'Listen on (HOST:PORT)', default: old.listen ?? DEFAULTS.listen, validate: check(validateListen) });
+  out.listen ??= await input({ message: 'Listen on (HOST:PORT)', default: old.listen ?? OPTIONS.listen.default, validate: check(validateListen) });
   out.publicUrl ??= normaliseUrl(
     await input({
       message: 'Public URL (what your browser and Microsoft see; https, or http://localhost)',
-      default: old.publicUrl ?? defaultPublicUrl(out.listen),
+      default: old.publicUrl ?? (defaultOf(OPTIONS.publicUrl, out) as string),
       validate: check((v) => validateHttpUrl(normaliseUrl(v), 'public-url', { allowInsecureHttp: old.insecureHttp })),
     }),
   );
@@ -53,7 +45,7 @@ async function askAddresses({ input }: Prompts, out: Answers, old: Partial<Setti
 async function askApp({ input, select }: Prompts, out: Answers, old: Partial<Settings>): Promise<void> {
   out.tenant ??= await select({
     message: 'Which accounts does the app accept?',
-    default: old.tenant ?? DEFAULTS.tenant,
+    default: old.tenant ?? OPTIONS.tenant.default,
     choices: [
       { name: 'Personal Microsoft accounts only (consumers)', value: 'consumers' },
       { name: 'Work/school and personal accounts (common)', value: 'common' },
