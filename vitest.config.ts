@@ -14,6 +14,7 @@ const UNIT = [
   'test/hardening.test.ts',
   'test/id-token.test.ts',
   'test/lockout.test.ts',
+  'test/options.test.ts',
   'test/readme.test.ts',
   'test/server.test.ts',
   'test/store.test.ts',

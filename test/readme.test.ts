@@ -1,6 +1,7 @@
 /** Facts the README repeats from the code, held to it so that each is written once. */
 import { describe, expect, it } from 'vitest';
 import { entraSection, withEntraSection } from '../scripts/entra-steps.ts';
+import { optionsSection, withOptionsSection } from '../scripts/options-table.ts';
 import { readme, sourceFiles } from './support/source.ts';
 
 describe('the README', () => {
@@ -16,5 +17,11 @@ describe('the README', () => {
     const text = readme();
     expect(text).toContain(entraSection());
     expect(withEntraSection(text)).toBe(text);
+  });
+
+  it('carries the table of options, row for row: flag, variable, default (bun scripts/options-table.ts rewrites it)', () => {
+    const text = readme();
+    expect(text).toContain(optionsSection());
+    expect(withOptionsSection(text)).toBe(text);
   });
 });

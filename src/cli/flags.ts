@@ -1,6 +1,6 @@
 /** The commander options of `init` and `serve`, made from the one table (config/options.ts). */
 import { type Command, Option } from 'commander';
-import { OPTION_LIST, type OptionSpec } from '../config/options.ts';
+import { OPTION_LIST, type OptionSpec, psNote } from '../config/options.ts';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -17,7 +17,7 @@ export function addOptions(cmd: Command, command: 'init' | 'serve'): Command {
     const help = recorded ? `record: ${o.help}` : `${o.help}${command === 'init' ? shownDefault(o) : ''}`;
     const env = o.env && !recorded ? ` [${o.env}]` : '';
     if (o.flag) {
-      const secretNote = o.secret && o.fileFlag ? `; visible in \`ps\`, prefer ${o.fileFlag} or the variable` : '';
+      const secretNote = psNote(o) ? `; ${psNote(o)}` : '';
       const option = new Option(`${o.flag}${o.arg ? ` <${o.arg.toLowerCase()}>` : ''}`, `${help}${o.repeatable ? ' (repeatable)' : ''}${secretNote}${env}`);
       if (o.choices) option.choices(o.choices);
       if (o.repeatable) option.argParser(collect);

@@ -234,9 +234,14 @@ export function attribute(flag: string): string {
   return flag.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-/** The option's name in messages: its flag without dashes, or its file flag's. */
+/** The option's name in messages: its flag without dashes (`--client-secret-file` names client-secret). */
 export function displayName(o: OptionSpec): string {
-  return (o.flag ?? o.fileFlag!).replace(/^--/, '');
+  return (o.flag ?? o.fileFlag!.replace(/-file$/, '')).replace(/^--/, '');
+}
+
+/** What help and the README say of a secret that also has a plain flag. */
+export function psNote(o: OptionSpec): string | undefined {
+  return o.secret && o.flag && o.fileFlag ? `${o.flag} shows in \`ps\`; prefer ${o.fileFlag} or the variable` : undefined;
 }
 
 /** A variable's value; an empty one counts as unset. */
