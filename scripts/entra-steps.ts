@@ -4,9 +4,8 @@
  * rewrites the README's section between the markers; test/readme.test.ts fails when
  * the two differ.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { PERMISSION_STEPS, registrationSteps, SECRET_STEPS } from '../src/cli/entra-steps.ts';
+import { rewriteReadme, withSection } from './readme-section.ts';
 
 export const BEGIN = '<!-- entra-steps: generated from src/cli/entra-steps.ts by `bun scripts/entra-steps.ts`; edit there -->';
 export const END = '<!-- /entra-steps -->';
@@ -18,16 +17,7 @@ export function entraSection(): string {
 
 /** The README with its section replaced by the current text. */
 export function withEntraSection(readme: string): string {
-  const start = readme.indexOf(BEGIN);
-  const end = readme.indexOf(END);
-  if (start < 0 || end < start) throw new Error('README.md has no entra-steps markers');
-  return readme.slice(0, start) + entraSection() + readme.slice(end + END.length);
+  return withSection(readme, BEGIN, END, entraSection());
 }
 
-if (import.meta.main) {
-  const path = join(resolve(import.meta.dirname, '..'), 'README.md');
-  const before = readFileSync(path, 'utf8');
-  const after = withEntraSection(before);
-  if (after !== before) writeFileSync(path, after);
-  process.stdout.write(after === before ? 'README.md: the Entra steps are current\n' : 'README.md: the Entra steps were rewritten\n');
-}
+if (import.meta.main) rewriteReadme('the Entra steps', withEntraSection);

@@ -4,9 +4,8 @@
  * scripts/options-table.ts` rewrites the README's section between the markers;
  * test/readme.test.ts fails when the two differ.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { OPTION_LIST, type OptionSpec, psNote } from '../src/config/options.ts';
+import { rewriteReadme, withSection } from './readme-section.ts';
 
 export const BEGIN = '<!-- options: generated from src/config/options.ts by `bun scripts/options-table.ts`; edit there -->';
 export const END = '<!-- /options -->';
@@ -49,18 +48,9 @@ export function optionsSection(): string {
   ].join('\n');
 }
 
-/** The README with its section replaced by the current table. */
+/** The README with its section replaced by the current text. */
 export function withOptionsSection(readme: string): string {
-  const start = readme.indexOf(BEGIN);
-  const end = readme.indexOf(END);
-  if (start < 0 || end < start) throw new Error('README.md has no options markers');
-  return readme.slice(0, start) + optionsSection() + readme.slice(end + END.length);
+  return withSection(readme, BEGIN, END, optionsSection());
 }
 
-if (import.meta.main) {
-  const path = join(resolve(import.meta.dirname, '..'), 'README.md');
-  const before = readFileSync(path, 'utf8');
-  const after = withOptionsSection(before);
-  if (after !== before) writeFileSync(path, after);
-  process.stdout.write(after === before ? 'README.md: the options table is current\n' : 'README.md: the options table was rewritten\n');
-}
+if (import.meta.main) rewriteReadme('the options', withOptionsSection);
