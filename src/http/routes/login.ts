@@ -3,15 +3,14 @@ import { FetchTokens } from '../../broker/fetch-tokens.ts';
 import { DEFAULT_SERVICE_ID, findService } from '../../oauth/services.ts';
 import { describe, HTTP_STATUS } from '../errors.ts';
 import type { Deps, Exchange } from '../exchange.ts';
-import { loggedInPage, startPage, unknownServicePage } from '../pages.ts';
+import { loggedInPage, startPage, startUrl, unknownServicePage } from '../pages.ts';
 import { field, readForm } from '../request.ts';
 import { clearCookie, page, readCookie, redirect, setCookie } from '../respond.ts';
 
 /** GET /login: the passcode is never taken from a URL; send the browser to the form for this service. */
 export function loginGet(x: Exchange): Response {
   const id = x.url.searchParams.get('id');
-  const to = id && findService(id) ? `/?type=${encodeURIComponent(id)}` : '/';
-  return redirect(to);
+  return redirect(id && findService(id) ? startUrl(id) : '/');
 }
 
 /** POST /login: checks the passcode, then 302 to Microsoft with the login's state bound to a cookie. */
@@ -23,14 +22,14 @@ export async function loginPost(x: Exchange, { broker }: Deps): Promise<Response
   const token = field(form, 'token', 256);
   const fetchToken = token !== null && FetchTokens.cookieMatches(token, readCookie(x.req, broker.ctx.config, 'fetch')) ? token : undefined;
   const filter = field(form, 'type', 64);
-  const all = broker.login.services();
-  const services = filter && all.some((s) => s.id === filter) ? all.filter((s) => s.id === filter) : all;
+  const services = broker.login.services(filter);
   try {
     const started = await broker.login.start({ serviceId, passcode, client: x.client.address, extra: fetchToken });
     return setCookie(redirect(started.authorizeUrl), broker.ctx.config, 'login', started.cookieValue, started.maxAgeSeconds);
   } catch (err) {
     const e = asBrokerError(err);
-    if (e.code === 'unknown_service') return page(x, broker.ctx.config, 404, unknownServicePage({ nonce: x.nonce, requested: serviceId, services: all }), e);
+    if (e.code === 'unknown_service')
+      return page(x, broker.ctx.config, 404, unknownServicePage({ nonce: x.nonce, requested: serviceId, services: broker.login.services() }), e);
     if (e.code === 'passcode_invalid' || e.code === 'rate_limited') {
       const again = startPage({ nonce: x.nonce, services, selected: serviceId, error: describe(e), fetchToken, filter: filter ?? undefined });
       return page(x, broker.ctx.config, HTTP_STATUS[e.code], again, e);

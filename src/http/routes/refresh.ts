@@ -1,6 +1,7 @@
 import type { AccessToken } from '../../broker/tokens.ts';
 import { asBrokerError } from '../../errors.ts';
 import type { Deps, Exchange } from '../exchange.ts';
+import { startUrl } from '../pages.ts';
 import { authIdFrom, missingAuthId, readForm, wantsPlainText } from '../request.ts';
 import { answer, json, redirect, TYPE } from '../respond.ts';
 
@@ -18,7 +19,7 @@ export async function refresh(x: Exchange, { broker, now, onRefresh }: Deps): Pr
   if (!authid) {
     // Duplicati's new UI opens `<oauth-url>?type=…`; with --oauth-url=…/refresh that is this route.
     const type = x.url.searchParams.get('type');
-    if (type !== null && x.req.method === 'GET') return redirect(`/?type=${encodeURIComponent(type)}`);
+    if (type !== null && x.req.method === 'GET') return redirect(startUrl(type));
     throw missingAuthId('Send it in the X-AuthID header (or the authid field, or Authorization: Bearer).');
   }
   let token: AccessToken;

@@ -16,7 +16,7 @@ export function start(x: Exchange, { broker }: Deps): Response {
   if (type !== null && !findService(type)) {
     return page(x, broker.ctx.config, 404, unknownServicePage({ nonce: x.nonce, requested: type, services: broker.login.services() }));
   }
-  const services = type ? broker.login.services().filter((s) => s.id === type) : broker.login.services();
+  const services = broker.login.services(type);
   const res = page(
     x,
     broker.ctx.config,
