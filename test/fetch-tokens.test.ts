@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { FETCH_TOKEN_TTL_MS, FetchTokens } from '../src/broker/fetch-tokens.ts';
 import { BrokerError } from '../src/errors.ts';
-import { jsonError } from '../src/http/errors.ts';
+import { jsonError } from '../src/http/respond.ts';
 
 describe('a full fetch-token table', () => {
   it('refuses a new token with 429 and Retry-After, and never pushes out a waiting one', () => {

@@ -1,4 +1,4 @@
-import { LoginFlow } from './connect.ts';
+import { LoginFlow } from './login.ts';
 import { FetchTokens } from './fetch-tokens.ts';
 import type { BrokerConfig, BrokerContext } from './context.ts';
 import { TokenService, short } from './tokens.ts';

@@ -26,6 +26,19 @@ interface CacheEntry {
   version: number;
 }
 
+/** A connection's grant as this refresh holds it, and the row version it belongs to. */
+interface Held {
+  grant: SealedGrant;
+  version: number;
+}
+
+/** A rotation the store could not take: the envelope to write over `baseVersion`, and what it holds. */
+interface Unsaved {
+  baseVersion: number;
+  sealed: Uint8Array;
+  grant: SealedGrant;
+}
+
 /** Never hand out a token with less than this left: Duplicati subtracts 30 s and then uses it. */
 export const MIN_REMAINING_MS = 35_000;
 /** Refresh early: a backup may run for a long time on the token it was given. */
@@ -52,7 +65,7 @@ export class TokenService {
    * Rotations Microsoft made that the store could not take (disk full, read-only):
    * the only copy of the newest refresh token, written first at the next request.
    */
-  private readonly unsaved = new Map<string, { baseVersion: number; sealed: Uint8Array; grant: SealedGrant }>();
+  private readonly unsaved = new Map<string, Unsaved>();
   /** Failed authid attempts per client address. */
   readonly failures: FailureLimiter;
   /** Compared against when a keyid is unknown, so both paths do the same work. */
@@ -148,69 +161,117 @@ export class TokenService {
     }
   }
 
+  /**
+   * One refresh of a connection (single-flight: `getAccessToken` runs one at a
+   * time per keyid). The row is re-read inside the flight: it may have changed
+   * while we waited our turn.
+   */
   private async refresh(id: AuthId, keys: DerivedKeys): Promise<AccessToken> {
     const { ctx } = this;
-    // Re-read inside the flight: the row may have changed while we waited our turn.
     const record = ctx.store.get(id.keyid);
     if (!record?.sealed) throw GENERIC();
     assertUsable(record, ctx.config.publicUrl);
-    let grant = openJson<SealedGrant>(ctx.sodium, keys.sealKey, record.sealed);
-    let version = record.version;
-    const pending = this.unsaved.get(id.keyid);
-    if (pending && pending.baseVersion === version) {
-      this.persist(id.keyid, version, pending.sealed, ctx.now(), pending);
-      this.unsaved.delete(id.keyid);
-      ctx.log.info('connection.saved_pending', { keyid: short(id.keyid) });
-      grant = pending.grant;
-      version += 1;
-    } else if (pending) {
-      // The row changed under us (revoked, or another process): that rotation is moot.
-      this.unsaved.delete(id.keyid);
-    }
-    if (fresh(grant.accessTokenExpiresAt, grant.accessTokenLifetime * 1000, ctx.now())) {
-      this.remember(id.keyid, version, grant);
-      return { accessToken: grant.accessToken, expiresAt: grant.accessTokenExpiresAt, service: record.service, keyid: id.keyid, source: 'store' };
-    }
+    const held = this.replayUnsaved(id.keyid, { grant: openJson<SealedGrant>(ctx.sodium, keys.sealKey, record.sealed), version: record.version });
+    if (fresh(held.grant.accessTokenExpiresAt, held.grant.accessTokenLifetime * 1000, ctx.now())) return this.serveStored(id.keyid, held, record.service);
     const service = findService(record.service);
     if (!service) throw new BrokerError('unknown_service', `This connection's service "${record.service}" is not offered by this broker.`);
     const started = ctx.now();
     let tokens: TokenResponse;
     try {
-      tokens = await this.callMicrosoft(service, grant.refreshToken);
+      tokens = await this.callMicrosoft(service, held.grant.refreshToken);
     } catch (e) {
-      const err = e instanceof BrokerError ? e : new BrokerError('internal', 'Internal error in the broker; see its log.', { cause: e });
-      if (err.code === 'login_required') {
-        ctx.store.setState(id.keyid, version, 'login_required', err.message, ctx.now());
-        this.forget(id.keyid);
-        ctx.log.warn('connection.login_required', { keyid: short(id.keyid) });
-        throw new BrokerError('login_required', `${err.message} Create a new AuthID at ${ctx.config.publicUrl}/`, { cause: err });
-      }
-      // One line per distinct cause: Microsoft's trace id differs on every answer, so it is not part of the key.
-      const cause = err.message.replace(/; trace id [^\]]*/, '');
-      if (err.code === 'app_misconfigured' && !this.misconfigLogged.has(cause) && this.misconfigLogged.size < 100) {
-        this.misconfigLogged.add(cause);
-        ctx.log.warn('app.misconfigured', { reason: err.message });
-      }
-      // Microsoft failed, but the token we hold is still good for a while: a backup can go on.
-      if ((err.code === 'upstream_error' || err.code === 'upstream_timeout') && grant.accessTokenExpiresAt - ctx.now() >= MIN_REMAINING_MS) {
-        // The call may have taken seconds: a revoke that landed meanwhile wins over the old token.
-        const now = ctx.store.getHead(id.keyid);
-        if (!now) throw GENERIC();
-        if (now.state !== 'active') {
-          this.forget(id.keyid);
-          assertUsable(now, ctx.config.publicUrl);
-        }
-        if (now.version !== version) throw conflictError();
-        ctx.log.warn('connection.served_stale', { keyid: short(id.keyid), error: err.code });
-        return { accessToken: grant.accessToken, expiresAt: grant.accessTokenExpiresAt, service: record.service, keyid: id.keyid, source: 'stale' };
-      }
-      throw err;
+      return this.upstreamFailed(e, id.keyid, held, record.service);
     }
+    const next = this.saveRotation(id.keyid, keys, held, tokens, started);
+    return served(id.keyid, record.service, next, 'refreshed');
+  }
+
+  /**
+   * A rotation the store could not take earlier holds the only refresh token
+   * Microsoft still accepts: it is written before anything else. If the row has
+   * changed since (revoked, or another process wrote it), that rotation is moot.
+   */
+  private replayUnsaved(keyid: string, stored: Held): Held {
+    const pending = this.unsaved.get(keyid);
+    if (!pending) return stored;
+    if (pending.baseVersion !== stored.version) {
+      this.unsaved.delete(keyid);
+      return stored;
+    }
+    this.persist(keyid, stored.version, pending.sealed, this.ctx.now(), pending);
+    this.unsaved.delete(keyid);
+    this.ctx.log.info('connection.saved_pending', { keyid: short(keyid) });
+    return { grant: pending.grant, version: stored.version + 1 };
+  }
+
+  /** The token sealed with the grant is still good (a restarted broker, or another process refreshed): no call to Microsoft. */
+  private serveStored(keyid: string, held: Held, service: string): AccessToken {
+    this.remember(keyid, held.version, held.grant);
+    return served(keyid, service, held.grant, 'store');
+  }
+
+  /**
+   * What a failed call to Microsoft means for the connection and the caller:
+   * a sign-in Microsoft demands ends the connection; a rejected app registration
+   * is logged once per cause; a transient failure is bridged with the token we
+   * hold while it is still good. Anything else goes to the caller as it is.
+   */
+  private upstreamFailed(e: unknown, keyid: string, held: Held, service: string): AccessToken {
+    const err = e instanceof BrokerError ? e : new BrokerError('internal', 'Internal error in the broker; see its log.', { cause: e });
+    if (err.code === 'login_required') throw this.endForSignIn(keyid, held.version, err);
+    if (err.code === 'app_misconfigured') this.logMisconfiguredOnce(err);
+    // Microsoft failed, but the token we hold is still good for a while: a backup can go on.
+    if ((err.code === 'upstream_error' || err.code === 'upstream_timeout') && held.grant.accessTokenExpiresAt - this.ctx.now() >= MIN_REMAINING_MS) {
+      return this.serveStale(keyid, held, service, err);
+    }
+    throw err;
+  }
+
+  /** Microsoft wants a new sign-in: the connection is marked so, and nothing of it stays in memory. */
+  private endForSignIn(keyid: string, version: number, err: BrokerError): BrokerError {
+    const { ctx } = this;
+    ctx.store.setState(keyid, version, 'login_required', err.message, ctx.now());
+    this.forget(keyid);
+    ctx.log.warn('connection.login_required', { keyid: short(keyid) });
+    return new BrokerError('login_required', `${err.message} Create a new AuthID at ${ctx.config.publicUrl}/`, { cause: err });
+  }
+
+  /** Every refresh fails alike until the owner fixes the app: one log line per distinct cause, not one per request. */
+  private logMisconfiguredOnce(err: BrokerError): void {
+    // Microsoft's trace id differs on every answer, so it is not part of the key.
+    const cause = err.message.replace(/; trace id [^\]]*/, '');
+    if (this.misconfigLogged.has(cause) || this.misconfigLogged.size >= 100) return;
+    this.misconfigLogged.add(cause);
+    this.ctx.log.warn('app.misconfigured', { reason: err.message });
+  }
+
+  /** The still-valid token we hold, unless the connection changed during the call (which may have taken seconds). */
+  private serveStale(keyid: string, held: Held, service: string, err: BrokerError): AccessToken {
+    const { ctx } = this;
+    // A revoke that landed meanwhile wins over the old token.
+    const head = ctx.store.getHead(keyid);
+    if (!head) throw GENERIC();
+    if (head.state !== 'active') {
+      this.forget(keyid);
+      assertUsable(head, ctx.config.publicUrl);
+    }
+    if (head.version !== held.version) throw conflictError();
+    ctx.log.warn('connection.served_stale', { keyid: short(keyid), error: err.code });
+    return served(keyid, service, held.grant, 'stale');
+  }
+
+  /**
+   * Seals Microsoft's answer and writes it before any caller sees the new access
+   * token: Microsoft rotates the refresh token on every use, so the old one may
+   * already be spent.
+   */
+  private saveRotation(keyid: string, keys: DerivedKeys, held: Held, tokens: TokenResponse, started: number): SealedGrant {
+    const { ctx } = this;
     const done = ctx.now();
     const next: SealedGrant = {
-      ...grant,
-      // Microsoft rotates on every use; if a provider did not, the old one stays valid.
-      refreshToken: tokens.refreshToken ?? grant.refreshToken,
+      ...held.grant,
+      // If a provider did not rotate, the old refresh token stays valid.
+      refreshToken: tokens.refreshToken ?? held.grant.refreshToken,
       accessToken: tokens.accessToken,
       accessTokenExpiresAt: started + tokens.expiresIn * 1000,
       accessTokenLifetime: tokens.expiresIn,
@@ -218,10 +279,10 @@ export class TokenService {
     };
     const sealed = sealJson(ctx.sodium, keys.sealKey, next);
     // The new refresh token exists only in this process until this write succeeds.
-    this.persist(id.keyid, version, sealed, done, { baseVersion: version, sealed, grant: next });
-    this.remember(id.keyid, version + 1, next);
-    ctx.log.info('connection.refreshed', { keyid: short(id.keyid), ms: done - started });
-    return { accessToken: next.accessToken, expiresAt: next.accessTokenExpiresAt, service: record.service, keyid: id.keyid, source: 'refreshed' };
+    this.persist(keyid, held.version, sealed, done, { baseVersion: held.version, sealed, grant: next });
+    this.remember(keyid, held.version + 1, next);
+    ctx.log.info('connection.refreshed', { keyid: short(keyid), ms: done - started });
+    return next;
   }
 
   /**
@@ -229,13 +290,7 @@ export class TokenService {
    * in memory (the old refresh token may already be spent at Microsoft) and the
    * caller gets a 5xx that says so; the next request writes it first.
    */
-  private persist(
-    keyid: string,
-    version: number,
-    sealed: Uint8Array,
-    now: number,
-    keep: { baseVersion: number; sealed: Uint8Array; grant: SealedGrant },
-  ): void {
+  private persist(keyid: string, version: number, sealed: Uint8Array, now: number, keep: Unsaved): void {
     const { ctx } = this;
     let swapped: boolean;
     try {
@@ -289,6 +344,10 @@ export class TokenService {
       version,
     });
   }
+}
+
+function served(keyid: string, service: string, g: SealedGrant, source: AccessToken['source']): AccessToken {
+  return { accessToken: g.accessToken, expiresAt: g.accessTokenExpiresAt, service, keyid, source };
 }
 
 function fresh(expiresAt: number, lifetimeMs: number, now: number): boolean {

@@ -1,4 +1,4 @@
-import { asBrokerError, ERROR_CODES, ERRORS, type BrokerError, type ErrorCode } from '../errors.ts';
+import { ERROR_CODES, ERRORS, type BrokerError, type ErrorCode } from '../errors.ts';
 
 /** Each code's status, from the one table in src/errors.ts (where the choice of statuses is explained). */
 export const HTTP_STATUS = Object.fromEntries(ERROR_CODES.map((c) => [c, ERRORS[c].status])) as Record<ErrorCode, number>;
@@ -13,20 +13,12 @@ export function describe(e: BrokerError): string {
   return e.hint ? `${e.message} ${e.hint}` : e.message;
 }
 
-export function errorHeaders(e: BrokerError): Headers {
-  const h = new Headers({
-    'cache-control': 'no-store',
+/** What an error adds to any answer, page or JSON: the text in X-Reason (Duplicati shows exactly that), and when to retry. */
+export function errorHeaders(e: BrokerError): Record<string, string> {
+  const h: Record<string, string> = {
     'x-reason': headerSafe(describe(e)),
     'access-control-expose-headers': 'X-Reason',
-  });
-  if (e.options.retryAfter) h.set('retry-after', String(e.options.retryAfter));
-  if (e.code === 'method_not_allowed') h.set('allow', 'GET, POST');
+  };
+  if (e.options.retryAfter) h['retry-after'] = String(e.options.retryAfter);
   return h;
-}
-
-export function jsonError(err: unknown): Response {
-  const e = asBrokerError(err);
-  const headers = errorHeaders(e);
-  headers.set('content-type', 'application/json; charset=utf-8');
-  return new Response(JSON.stringify({ error: e.code, error_description: describe(e) }), { status: HTTP_STATUS[e.code], headers });
 }

@@ -5,6 +5,11 @@ const esc = (s: string): string => Bun.escapeHTML(s);
 /** Error texts and hints name commands in backticks (as the CLI prints them); on a page those are code. */
 const rich = (s: string): string => esc(s).replace(/`([^`<>]+)`/g, '<code>$1</code>');
 
+/** The start page, offering only `type`: where Duplicati and a service link send the browser. */
+export function startUrl(type: string): string {
+  return `/?type=${encodeURIComponent(type)}`;
+}
+
 /** Page chrome. Styles and scripts carry the response's CSP nonce; nothing is loaded from elsewhere. */
 export function layout(p: { title: string; nonce: string; body: string; script?: string }): string {
   return `<!doctype html>
@@ -86,7 +91,7 @@ ${p.fetchToken ? `<input type="hidden" name="token" value="${esc(p.fetchToken)}"
 }
 
 export function unknownServicePage(p: { nonce: string; requested: string; services: readonly Service[] }): string {
-  const list = p.services.map((s) => `<li><a href="/?type=${encodeURIComponent(s.id)}">${esc(s.name)}</a> <code>${esc(s.id)}</code></li>`).join('');
+  const list = p.services.map((s) => `<li><a href="${startUrl(s.id)}">${esc(s.name)}</a> <code>${esc(s.id)}</code></li>`).join('');
   const body = `
 <h1>Service not offered</h1>
 <div class="error" role="alert">This broker does not offer <code>${esc(p.requested.slice(0, 40))}</code>.</div>

@@ -66,3 +66,16 @@ export function authIdFrom(req: Request, url: URL, form: URLSearchParams): strin
   if (auth && /^bearer\s+/i.test(auth)) return auth.replace(/^bearer\s+/i, '');
   return null;
 }
+
+export function missingAuthId(hint: string): BrokerError {
+  return new BrokerError('authid_missing', 'No AuthID in the request.', { hint });
+}
+
+export function wantsHtml(req: Request): boolean {
+  return (req.headers.get('accept') ?? '').includes('text/html');
+}
+
+export function wantsPlainText(req: Request): boolean {
+  const accept = (req.headers.get('accept') ?? '').toLowerCase();
+  return accept.includes('text/plain') && !accept.includes('application/json');
+}

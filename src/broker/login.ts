@@ -55,8 +55,10 @@ export class LoginFlow {
     this.passcode = new PasscodeGuard(() => ctx.config.passcodeHash, ctx.now, ctx.sleep);
   }
 
-  services(): readonly Service[] {
-    return SERVICES;
+  /** The services offered: only `only` when it names one of them (a page opened for one service), else all. */
+  services(only?: string | null): readonly Service[] {
+    const one = SERVICES.filter((s) => s.id === only);
+    return one.length > 0 ? one : SERVICES;
   }
 
   async start(p: { serviceId: string; passcode: string; client: string; extra?: string }): Promise<LoginStart> {
