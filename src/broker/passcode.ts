@@ -17,6 +17,8 @@ export const MAX_CHECK_DELAY_MS = 6_000;
  * connection may stay idle, and each Argon2 check takes 64 MiB.
  */
 const MAX_QUEUE = 4;
+/** The longest a wrong passcode's answer may take, by design. */
+export const PASSCODE_QUEUE_WAIT_MS = MAX_QUEUE * MAX_CHECK_DELAY_MS;
 
 /**
  * Guards the connect passcode: only its owner may create connections. The hash is
