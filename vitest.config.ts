@@ -16,11 +16,14 @@ const UNIT = [
   'test/login.test.ts',
   'test/metrics.test.ts',
   'test/pages.test.ts',
+  'test/rate-limit.test.ts',
   'test/readme.test.ts',
   'test/revoke.test.ts',
   'test/server.test.ts',
+  'test/service-unit.test.ts',
   'test/settings.test.ts',
   'test/store.test.ts',
+  'test/token-errors.test.ts',
   'test/voice.test.ts',
 ];
 

@@ -4,7 +4,7 @@
  * in-process, where only the browser that registered a token may fill it.
  */
 import { describe, expect, it } from 'vitest';
-import { FETCH_TOKEN_TTL_MS, FetchTokens } from '../src/broker/fetch-tokens.ts';
+import { FETCH_TOKEN_READY_TTL_MS, FETCH_TOKEN_TTL_MS, type FetchState, FetchTokens } from '../src/broker/fetch-tokens.ts';
 import { BrokerError } from '../src/errors.ts';
 import { jsonError } from '../src/http/errors.ts';
 import { authidInPage } from './support/authid.ts';
@@ -54,6 +54,182 @@ describe('a full fetch-token table', () => {
     t += FETCH_TOKEN_TTL_MS + 1;
     expect(table.register('later-token-3', { address: '192.0.2.3' })).toBe(true);
     expect(table.take('first-token-1')).toEqual({ kind: 'unknown' });
+  });
+});
+
+describe('the fetch-token rules, on a fake clock', () => {
+  it.each([
+    ['abcdefghi', true],
+    ['a'.repeat(128), true],
+    ['Az09._~-Az', true],
+    ['abcdefgh', false],
+    ['a'.repeat(129), false],
+    ['has space1', false],
+    ['slash/token', false],
+    ['percent%41token', false],
+    ['', false],
+    [null, false],
+    [undefined, false],
+  ])('valid(%j) → %s', (token, valid) => {
+    expect(FetchTokens.valid(token)).toBe(valid);
+  });
+
+  type Op = readonly ['at', number] | readonly ['register' | 'take', string, string?] | readonly ['attach', string, string];
+  /** Runs `ops` against a table of capacity 4 on a clock the ops move; what each returned. */
+  function play(ops: readonly Op[]): unknown[] {
+    let t = 0;
+    const table = new FetchTokens(() => t, 4);
+    return ops.map((op) => {
+      switch (op[0]) {
+        case 'at':
+          t = op[1];
+          return t;
+        case 'register':
+          return table.register(op[1], { address: op[2] ?? '192.0.2.1' });
+        case 'attach':
+          return table.attach(op[1], op[2]);
+        default: // take
+          return table.take(op[1]);
+      }
+    });
+  }
+  const WAIT: FetchState = { kind: 'wait' };
+  const UNKNOWN: FetchState = { kind: 'unknown' };
+  const ready = (authid: string): FetchState => ({ kind: 'ready', authid });
+  const T = 'fetch-token-1';
+
+  it.each<[string, Op[], unknown[]]>([
+    [
+      'registered, waiting, attached, read once',
+      [
+        ['register', T],
+        ['take', T],
+        ['attach', T, 'A'],
+        ['take', T],
+        ['take', T],
+      ],
+      [true, WAIT, true, ready('A'), UNKNOWN],
+    ],
+    [
+      'an unknown token',
+      [
+        ['take', T],
+        ['attach', T, 'A'],
+      ],
+      [UNKNOWN, false],
+    ],
+    ['a missing token', [['take', '']], [{ kind: 'missing' }]],
+    [
+      'a malformed token is never registered',
+      [
+        ['register', 'short'],
+        ['take', 'short'],
+      ],
+      [false, UNKNOWN],
+    ],
+    [
+      'the same page reloaded: registered again while waiting',
+      [
+        ['register', T],
+        ['register', T],
+      ],
+      [true, true],
+    ],
+    [
+      'not once it holds an AuthID',
+      [
+        ['register', T],
+        ['attach', T, 'A'],
+        ['register', T],
+        ['take', T],
+      ],
+      [true, true, false, ready('A')],
+    ],
+    [
+      'attached only once',
+      [
+        ['register', T],
+        ['attach', T, 'A'],
+        ['attach', T, 'B'],
+        ['take', T],
+      ],
+      [true, true, false, ready('A')],
+    ],
+    [
+      'a waiting token ends after its TTL',
+      [
+        ['register', T],
+        ['at', FETCH_TOKEN_TTL_MS - 1],
+        ['take', T],
+        ['at', FETCH_TOKEN_TTL_MS],
+        ['take', T],
+      ],
+      [true, FETCH_TOKEN_TTL_MS - 1, WAIT, FETCH_TOKEN_TTL_MS, UNKNOWN],
+    ],
+    [
+      'and cannot be attached then',
+      [
+        ['register', T],
+        ['at', FETCH_TOKEN_TTL_MS],
+        ['attach', T, 'A'],
+      ],
+      [true, FETCH_TOKEN_TTL_MS, false],
+    ],
+    [
+      'an attached token lives for the ready TTL from the attach, not the register',
+      [
+        ['register', T],
+        ['at', 1000],
+        ['attach', T, 'A'],
+        ['at', 1000 + FETCH_TOKEN_READY_TTL_MS - 1],
+        ['take', T],
+      ],
+      [true, 1000, true, 1000 + FETCH_TOKEN_READY_TTL_MS - 1, ready('A')],
+    ],
+    [
+      'and is gone at its end',
+      [
+        ['register', T],
+        ['at', 1000],
+        ['attach', T, 'A'],
+        ['at', 1000 + FETCH_TOKEN_READY_TTL_MS],
+        ['take', T],
+      ],
+      [true, 1000, true, 1000 + FETCH_TOKEN_READY_TTL_MS, UNKNOWN],
+    ],
+    [
+      'an expired token can be registered afresh',
+      [
+        ['register', T],
+        ['at', FETCH_TOKEN_TTL_MS],
+        ['register', T],
+        ['take', T],
+      ],
+      [true, FETCH_TOKEN_TTL_MS, true, WAIT],
+    ],
+  ])('%s', (_, ops, expected) => {
+    expect(play(ops)).toEqual(expected);
+  });
+
+  it('one client registers at most 30 tokens in a TTL; another is not held up', () => {
+    let t = 0;
+    const table = new FetchTokens(() => t, 100);
+    const results = Array.from({ length: 31 }, (_, i) => table.register(`one-client-${String(i).padStart(3, '0')}`, { address: '198.51.100.7' }));
+    expect(results.filter(Boolean).length).toBe(30);
+    expect(results.at(-1)).toBe(false);
+    expect(table.register('other-client-001', { address: '198.51.100.8' })).toBe(true);
+    t = FETCH_TOKEN_TTL_MS;
+    expect(table.register('one-client-later', { address: '198.51.100.7' })).toBe(true);
+  });
+
+  it("the cookie value is bound to its token, and matches only that token's", () => {
+    const cookie = FetchTokens.cookieValue('fetch-token-1');
+    expect(cookie).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(FetchTokens.cookieMatches('fetch-token-1', cookie)).toBe(true);
+    expect(FetchTokens.cookieMatches('fetch-token-2', cookie)).toBe(false);
+    expect(FetchTokens.cookieMatches('fetch-token-1', undefined)).toBe(false);
+    expect(FetchTokens.cookieMatches('fetch-token-1', '')).toBe(false);
+    expect(FetchTokens.cookieMatches('short', FetchTokens.cookieValue('short'))).toBe(false);
   });
 });
 
