@@ -10,26 +10,23 @@ import { type Harness, type HarnessOptions, startHarness } from './harness.ts';
 
 /** The local Entra-like provider for the enclosing file or `describe`. */
 export function useEntra(opts?: EntraOptions): Entra {
-  let entra: Entra | undefined;
-  beforeAll(async () => {
-    entra = await startEntra(opts);
-  });
-  afterAll(async () => {
-    await entra?.close();
-  });
-  return standIn('the provider', () => entra);
+  return useStarted('the provider', () => startEntra(opts));
 }
 
 /** An in-process broker on the local provider (see harness.ts) for the enclosing file or `describe`. */
 export function useHarness(opts?: HarnessOptions): Harness {
-  let h: Harness | undefined;
+  return useStarted('the harness', () => startHarness(opts));
+}
+
+function useStarted<T extends { close(): Promise<void> }>(what: string, start: () => Promise<T>): T {
+  let started: T | undefined;
   beforeAll(async () => {
-    h = await startHarness(opts);
+    started = await start();
   });
   afterAll(async () => {
-    await h?.close();
+    await started?.close();
   });
-  return standIn('the harness', () => h);
+  return standIn(what, () => started);
 }
 
 /** Forwards to what `current` returns, with methods bound to it (so `entra.login` can be passed on). */
