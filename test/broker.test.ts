@@ -1,23 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { BrokerError } from '../src/errors.ts';
 import { Store } from '../src/store/store.ts';
 import { prng } from './support/prng.ts';
-import { expireCachedToken, PASSCODE, PUBLIC_URL, startHarness, type Harness } from './support/harness.ts';
+import { expireCachedToken, PASSCODE, PUBLIC_URL } from './support/harness.ts';
+import { useHarness } from './support/hooks.ts';
+import { AUTHID, fakeAuthid, fakeKeyid } from './support/authid.ts';
+import { form } from './support/http.ts';
 
-let h: Harness;
-beforeAll(async () => {
-  h = await startHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
-
-const form = (fields: Record<string, string>) => ({
-  method: 'POST',
-  headers: { 'content-type': 'application/x-www-form-urlencoded' },
-  body: new URLSearchParams(fields),
-});
+const h = useHarness();
 
 describe('login', () => {
   it('starts the code flow with PKCE S256, state, nonce and a HttpOnly SameSite cookie', async () => {
@@ -57,7 +48,7 @@ describe('login', () => {
 
   it('connects, shows the authid once, and seals the account and tokens', async () => {
     const c = await h.connect({ username: 'alice' });
-    expect(c.authid).toMatch(/^bk1[a-z2-7]{32}:[a-z2-7]{56}$/);
+    expect(c.authid).toMatch(AUTHID);
     expect(c.page).toContain('Signed in as alice@');
     const refreshed = await h.refresh(c.authid);
     const token = (await refreshed.json()) as { access_token: string };
@@ -208,7 +199,7 @@ describe('/refresh', () => {
     await h.app(new Request(`${PUBLIC_URL}/revoke`, { method: 'POST', headers: { 'x-authid': victim.authid } }));
     const secret = c.authid.split(':')[1]!;
     const flipped = secret.startsWith('a') ? `b${secret.slice(1)}` : `a${secret.slice(1)}`;
-    const unknownKey = `bk1${'a'.repeat(32)}:${secret}`;
+    const unknownKey = fakeAuthid(fakeKeyid(), secret);
     const wrongSecret = `${c.keyid}:${flipped}`;
     const revokedWrongSecret = `${victim.keyid}:${flipped}`;
     const answers = await Promise.all(

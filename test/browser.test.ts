@@ -13,11 +13,11 @@ import { launchChromium, signInAtProvider, startUiServer, submitPasscode, type U
 import { startEntra, type Entra } from './support/entra.ts';
 import { missingCommand, unavailable } from './support/requires.ts';
 import { CHROMIUM } from './support/browser.ts';
+import { PASSCODE } from './support/passcode.ts';
+import { AUTHID } from './support/authid.ts';
 
 const noChromium = unavailable('browser.test.ts', 'the real-browser tests', missingCommand(CHROMIUM));
 
-const PASSCODE = 'browser-passcode-1234';
-const AUTHID = /^bk1[a-z2-7]{32}:[a-z2-7]{56}$/;
 const SHOTS = resolve(import.meta.dirname, '../test-artifacts/screenshots');
 /** How long a page that must receive nothing keeps listening after the logged-in page has loaded. */
 const QUIET_MS = 1500;

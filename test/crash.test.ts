@@ -12,8 +12,8 @@ import { startEntra, type Entra } from './support/entra.ts';
 import { LOOPBACK_CALLBACK, configuredHome, connectOverHttp, newHome, run, serve, type Served } from './support/binary.ts';
 import { prng } from './support/prng.ts';
 import { unavailable } from './support/requires.ts';
+import { PASSCODE } from './support/passcode.ts';
 
-const PASSCODE = 'crash-passcode-1234';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function setUpHome(entra: Entra, home: string): Promise<void> {

@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { freePort } from './support/binary.ts';
 import { startEntra, type Entra } from './support/entra.ts';
+import { authidInPage } from './support/authid.ts';
 
 // Only its login automation is used: it plays the browser against any provider of this kind, here the demo's own.
 let browser: Entra;
@@ -44,7 +45,7 @@ it('npm run demo: URL, passcode and curl line; a login works; Ctrl-C cleans up',
     const callback = new URL(await browser.login(started.headers.get('location')!, { username: 'demo-user' }));
     expect(callback.host).toBe(`localhost:${port}`);
     const page = await (await fetch(`${base}${callback.pathname}${callback.search}`, { headers: { cookie } })).text();
-    const authid = /id="authid"[^>]*>([^<]+)</.exec(page)![1]!;
+    const authid = authidInPage(page);
     const token = await fetch(`${base}/refresh`, { headers: { 'x-authid': authid } });
     expect(token.status).toBe(200);
     expect(((await token.json()) as { type: string }).type).toBe('onedrivev2');

@@ -5,22 +5,21 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOOPBACK_CALLBACK, configuredHome, connectOverHttp, serve, type Served } from './support/binary.ts';
 import { DuplicatiError, duplicatiGetToken, loginUrl } from './support/duplicati-client.ts';
-import { startEntra, type Entra } from './support/entra.ts';
+import { authidInPage } from './support/authid.ts';
+import { useEntra } from './support/hooks.ts';
+import { PASSCODE } from './support/passcode.ts';
 
-const PASSCODE = 'duplicati-passcode';
-let entra: Entra;
+const entra = useEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
 let served: Served;
 let oauthUrl: string;
 
 beforeAll(async () => {
-  entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
   const { home } = await configuredHome(entra, PASSCODE);
   served = await serve(home);
   oauthUrl = `${served.url}/refresh`;
 });
 afterAll(async () => {
   await served?.stop();
-  await entra?.close();
 });
 
 const connect = (service = 'onedrivev2') => connectOverHttp(served.url, PASSCODE, entra.login, { service });
@@ -185,7 +184,7 @@ describe('legacy UI fetch tokens', () => {
     });
     const cookie = begun.headers.get('set-cookie')!.split(';')[0]!;
     const done = await fetch(await entra.login(begun.headers.get('location')!), { headers: { cookie } });
-    const authid = /id="authid"[^>]*>([^<]+)</.exec(await done.text())![1]!;
+    const authid = authidInPage(await done.text());
 
     expect(await (await fetch(fetchUrl)).text()).toBe(`/**/angular.callbacks._0(${JSON.stringify({ authid })});`);
     expect(await (await fetch(`${served.url}/fetch?token=${token}`)).json()).toEqual({ error: 'No such entry' });

@@ -5,17 +5,12 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEntra, type Entra } from './support/entra.ts';
 import { LOOPBACK_CALLBACK, configuredHome, connectOverHttp, newHome, run, serve, type Served } from './support/binary.ts';
+import { useEntra } from './support/hooks.ts';
+import { PASSCODE } from './support/passcode.ts';
+import { fakeKeyid } from './support/authid.ts';
 
-const PASSCODE = 'e2e-passcode-1234';
-let entra: Entra;
-beforeAll(async () => {
-  entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
-});
-afterAll(async () => {
-  await entra?.close();
-});
+const entra = useEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
 
 async function freshBroker(): Promise<{ home: string; served: Served }> {
   const { home } = await configuredHome(entra, PASSCODE);
@@ -132,7 +127,7 @@ describe('broker serve, list, revoke', () => {
     expect(after.headers.get('x-reason')).toMatch(/revoked/);
     const list = JSON.parse((await run(['list', '--json'], { BROKER_HOME: home })).stdout) as { keyid: string; state: string }[];
     expect(list.find((x) => x.keyid === c.keyid)?.state).toBe('revoked');
-    expect((await run(['revoke', `bk1${'a'.repeat(32)}`], { BROKER_HOME: home })).code).toBe(4);
+    expect((await run(['revoke', fakeKeyid()], { BROKER_HOME: home })).code).toBe(4);
   });
 
   it('`broker revoke <keyid>:<wrong secret>` is refused: exit 4, nothing revoked, the connection still works', async () => {

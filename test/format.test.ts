@@ -5,6 +5,7 @@ import { base32Decode, base32Encode } from '../src/crypto/base32.ts';
 import { deriveKeys, open, seal } from '../src/crypto/seal.ts';
 import { loadSodium } from '../src/crypto/sodium.ts';
 import { BrokerError } from '../src/errors.ts';
+import { AUTHID } from './support/authid.ts';
 
 const sodium = await loadSodium();
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -67,7 +68,7 @@ describe('authid generation', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 200; i++) {
       const { authid, parsed } = generateAuthId((n) => sodium.randombytes_buf(n));
-      expect(authid).toMatch(/^bk1[a-z2-7]{32}:[a-z2-7]{56}$/);
+      expect(authid).toMatch(AUTHID);
       expect(isKeyId(parsed.keyid)).toBe(true);
       expect(parseAuthId(authid).keyid).toBe(parsed.keyid);
       seen.add(parsed.keyid);

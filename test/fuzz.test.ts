@@ -21,8 +21,10 @@ import { startEntra, type Entra } from './support/entra.ts';
 import { LOOPBACK_CALLBACK, configuredHome, serve, type Served } from './support/binary.ts';
 import { buildRequest, rawRequest, type RawAnswer } from './support/raw-http.ts';
 import { prng } from './support/prng.ts';
+import { PASSCODE } from './support/passcode.ts';
+import { authidInPage, fakeAuthid, fakeKeyid } from './support/authid.ts';
+import { loginForm } from './support/http.ts';
 
-const PASSCODE = 'fuzz-passcode-1234';
 const SEED = Number(process.env.FUZZ_SEED ?? 0xf022);
 const TOTAL = 6000;
 const PHASE = 1000;
@@ -170,7 +172,7 @@ class Gen {
       case 15:
         return `${keyid}:${'7'.repeat(56)}`;
       case 16:
-        return `bk1${'a'.repeat(32)}:${secret}`;
+        return fakeAuthid(fakeKeyid(), secret);
       case 17:
         return `${keyid.slice(0, 20)}:${secret}`;
       case 18:
@@ -532,8 +534,7 @@ beforeAll(async () => {
     const res = await fetch(`${served.url}/login`, {
       method: 'POST',
       redirect: 'manual',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ id: 'onedrivev2', passcode: PASSCODE }),
+      ...loginForm(),
     });
     expect(res.status).toBe(302);
     const authorizeUrl = res.headers.get('location')!;
@@ -548,7 +549,7 @@ beforeAll(async () => {
     const callback = new URL(await entra.login(login.authorizeUrl, { username: `fuzz-${i}` }));
     const res = await fetch(callback, { headers: { cookie: `broker_login=${login.cookie}` } });
     expect(res.status).toBe(200);
-    authid ||= /id="authid"[^>]*>([^<]+)</.exec(await res.text())![1]!;
+    authid ||= authidInPage(await res.text());
     spentCallbacks.push(`${callback.pathname}${callback.search}`);
     cookies.push(login.cookie);
     code = callback.searchParams.get('code')!;

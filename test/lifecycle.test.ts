@@ -10,9 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Logger } from '../src/broker/context.ts';
 import { listCommand } from '../src/cli/list.ts';
 import { processIo, type Io } from '../src/cli/io.ts';
-import { startEntra, type Entra } from './support/entra.ts';
 import { LOOPBACK_CALLBACK, configuredHome, connectOverHttp, run, serve, type Served } from './support/binary.ts';
-import { expireCachedToken, PASSCODE, PUBLIC_URL, startHarness, type Harness } from './support/harness.ts';
+import { expireCachedToken, PASSCODE, PUBLIC_URL, type Harness } from './support/harness.ts';
+import { useEntra, useHarness } from './support/hooks.ts';
+import { fakeAuthid, fakeKeyid } from './support/authid.ts';
+import { loginForm } from './support/http.ts';
 
 const DAY = 86_400_000;
 /** Put in every error_description; the broker must never repeat Microsoft's text. */
@@ -77,14 +79,8 @@ function listJson(h: Harness): { rows: { keyid: string; state: string }[]; stder
 const TIMEOUT_MS = 1000;
 const BUDGET_MS = 3000;
 
-let h: Harness;
 const log = capturingLogger();
-beforeAll(async () => {
-  h = await startHarness({ config: { upstreamTimeoutMs: TIMEOUT_MS, upstreamBudgetMs: BUDGET_MS }, log });
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useHarness({ config: { upstreamTimeoutMs: TIMEOUT_MS, upstreamBudgetMs: BUDGET_MS }, log });
 
 describe('Microsoft asks for a new sign-in', () => {
   const cases: [string, number[], RegExp][] = [
@@ -274,7 +270,7 @@ describe('GET /status: expiry you can see coming', () => {
     const c = await h.connect({ username: 'status-private' });
     const secret = c.authid.split(':')[1]!;
     const wrong = `${c.keyid}:${secret.startsWith('a') ? 'b' : 'a'}${secret.slice(1)}`;
-    const unknown = `bk1${'a'.repeat(32)}:${secret}`;
+    const unknown = fakeAuthid(fakeKeyid(), secret);
     const [a, b] = await Promise.all([status(wrong).then(errorOf), status(unknown).then(errorOf)]);
     expect(a.status).toBe(401);
     expect(a.json.error).toBe('invalid_authid');
@@ -305,7 +301,7 @@ describe('abuse is slowed, valid callers are not', () => {
     const statuses: number[] = [];
     let last: Response | undefined;
     for (let i = 0; i < 25; i++) {
-      const bad = i % 3 === 0 ? 'bk1:nothing' : `bk1${'b'.repeat(32)}:${'c'.repeat(55)}${'defg'[i % 4]}`;
+      const bad = i % 3 === 0 ? 'bk1:nothing' : fakeAuthid(fakeKeyid('b'), `${'c'.repeat(55)}${'defg'[i % 4]}`);
       last = await h.app(new Request(`${PUBLIC_URL}/refresh`, { headers: { 'x-authid': bad } }), { address });
       statuses.push(last.status);
     }
@@ -324,7 +320,7 @@ describe('abuse is slowed, valid callers are not', () => {
     const st = await h.app(new Request(`${PUBLIC_URL}/status`, { headers: { 'x-authid': c.authid } }), { address });
     expect(st.status).toBe(200);
     // Another address is not affected.
-    const other = await h.app(new Request(`${PUBLIC_URL}/refresh`, { headers: { 'x-authid': `bk1${'b'.repeat(32)}:${'c'.repeat(56)}` } }), {
+    const other = await h.app(new Request(`${PUBLIC_URL}/refresh`, { headers: { 'x-authid': fakeAuthid(fakeKeyid('b'), 'c'.repeat(56)) } }), {
       address: '192.0.2.26',
     });
     expect(other.status).toBe(401);
@@ -353,14 +349,7 @@ describe('abuse is slowed, valid callers are not', () => {
     expect(last!.headers.get('location')).toBeNull();
     expect(await last!.text()).toMatch(/Too many wrong passcodes/);
     // Another address with the right passcode still starts a login.
-    const fine = await h.app(
-      new Request(`${PUBLIC_URL}/login`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ id: 'onedrivev2', passcode: PASSCODE }),
-      }),
-      { address: '192.0.2.67' },
-    );
+    const fine = await h.app(new Request(`${PUBLIC_URL}/login`, loginForm()), { address: '192.0.2.67' });
     expect(fine.status).toBe(302);
   });
 
@@ -394,15 +383,13 @@ describe('abuse is slowed, valid callers are not', () => {
 // Through the compiled binary: what an owner sees in `serve`'s log and `broker list`.
 
 describe('through the binary', () => {
-  const BIN_PASSCODE = 'lifecycle-passcode-1234';
-  let entra: Entra;
+  const entra = useEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
   let home: string;
   let served: Served | undefined;
   const secretExpires = new Date(Date.now() + 10 * DAY).toISOString().slice(0, 10);
 
   beforeAll(async () => {
-    entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
-    ({ home } = await configuredHome(entra, BIN_PASSCODE));
+    ({ home } = await configuredHome(entra, PASSCODE));
     // Running init again adds the secret's expiry and keeps the rest.
     const again = await run(['init', '--non-interactive', '--secret-expires', secretExpires], { BROKER_HOME: home });
     expect(again.code, again.stderr).toBe(0);
@@ -410,7 +397,6 @@ describe('through the binary', () => {
   });
   afterAll(async () => {
     await served?.stop();
-    await entra?.close();
   });
 
   const refresh = (authid: string) => fetch(`${served!.url}/refresh`, { headers: { 'x-authid': authid } });
@@ -432,7 +418,7 @@ describe('through the binary', () => {
   it('app misconfigured: 502 naming the cause, and serve logs app.misconfigured once for repeated failures', async () => {
     entra.setAccessTokenTtl(30);
     try {
-      const c = await connectOverHttp(served!.url, BIN_PASSCODE, entra.login);
+      const c = await connectOverHttp(served!.url, PASSCODE, entra.login);
       entra.resetStats();
       for (let i = 0; i < 4; i++) {
         // A fresh body per answer: Entra's trace_id and correlation_id differ every time.
@@ -462,7 +448,7 @@ describe('through the binary', () => {
   it('sign-in required: 400 login_required, `broker list --json` shows it, Microsoft is not called again', async () => {
     entra.setAccessTokenTtl(30);
     try {
-      const c = await connectOverHttp(served!.url, BIN_PASSCODE, entra.login);
+      const c = await connectOverHttp(served!.url, PASSCODE, entra.login);
       entra.resetStats();
       entra.failNext(1, { status: 400, body: entraError('invalid_grant', [700082]) });
       const e = await errorOf(await refresh(c.authid));
@@ -483,7 +469,7 @@ describe('through the binary', () => {
   });
 
   it('revocation is final: after a restart the holder gets 410, a wrong secret 401, and the page names account.microsoft.com', async () => {
-    const c = await connectOverHttp(served!.url, BIN_PASSCODE, entra.login, { username: 'revoked-user' });
+    const c = await connectOverHttp(served!.url, PASSCODE, entra.login, { username: 'revoked-user' });
     const token = ((await (await refresh(c.authid)).json()) as { access_token: string }).access_token;
     const r = await fetch(`${served!.url}/revoke`, { method: 'POST', headers: { 'x-authid': c.authid } });
     expect(r.status).toBe(200);
@@ -496,7 +482,7 @@ describe('through the binary', () => {
     expect(holder.body).not.toContain(token);
     const secret = c.authid.split(':')[1]!;
     const wrong = await errorOf(await refresh(`${c.keyid}:${secret.startsWith('a') ? 'b' : 'a'}${secret.slice(1)}`));
-    const unknown = await errorOf(await refresh(`bk1${'a'.repeat(32)}:${secret}`));
+    const unknown = await errorOf(await refresh(fakeAuthid(fakeKeyid(), secret)));
     expect(wrong.status).toBe(401);
     expect(wrong).toEqual(unknown);
     // Every way of asking: query, form, bearer, plain text; /status has no account name any more.

@@ -21,7 +21,9 @@ import { findService } from '../src/oauth/services.ts';
 import type { Fetch } from '../src/oauth/token-endpoint.ts';
 import { Store } from '../src/store/store.ts';
 import { LOOPBACK_CALLBACK, configuredHome, serve, type Served } from './support/binary.ts';
-import { startEntra, type Entra } from './support/entra.ts';
+import { fakeAuthid } from './support/authid.ts';
+import { useEntra } from './support/hooks.ts';
+import { PASSCODE } from './support/passcode.ts';
 
 const MINUTE = 60_000;
 const T0 = Date.UTC(2026, 0, 1);
@@ -181,19 +183,17 @@ describe('how long a refresh waits for Microsoft, by default', () => {
 
 // ---------------------------------------------------------------------------
 describe('X-Forwarded-For and the AuthID limit (binary)', () => {
-  let entra: Entra;
+  const entra = useEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
   let home: string;
   let served: Served | undefined;
   beforeAll(async () => {
-    entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
-    home = (await configuredHome(entra, 'limits-passcode-1234')).home;
+    home = (await configuredHome(entra, PASSCODE)).home;
   });
   afterAll(async () => {
     await served?.stop('SIGKILL');
-    await entra?.close();
   });
 
-  const unknown = `bk1${'a'.repeat(32)}:${'b'.repeat(56)}`;
+  const unknown = fakeAuthid();
   async function wrongAuthIds(url: string, n: number): Promise<number[]> {
     const statuses: number[] = [];
     for (let i = 0; i < n; i++) {

@@ -1,33 +1,26 @@
 /**
  * Strangers cannot lock the owner out: guesses from many addresses are slowed,
  * never turned into a refusal of the right passcode; one client is still limited;
- * an IPv6 client is its /64; a form from nowhere (`Origin: null`) does not count.
+ * an IPv6 client is its /64; a cross-site form (by Sec-Fetch-Site, by Origin
+ * alone, or from nowhere: `Origin: null`) does not count.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkDelayMs, MAX_CHECK_DELAY_MS } from '../src/broker/passcode.ts';
 import { clientKey, FailureLimiter } from '../src/broker/rate-limit.ts';
-import { PASSCODE, PUBLIC_URL, startHarness, type Harness } from './support/harness.ts';
+import { fakeAuthid } from './support/authid.ts';
+import { PASSCODE, PUBLIC_URL } from './support/harness.ts';
+import { useHarness } from './support/hooks.ts';
+import { loginForm } from './support/http.ts';
 
-const login = (passcode: string, headers: Record<string, string> = {}): Request =>
-  new Request(`${PUBLIC_URL}/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
-    body: new URLSearchParams({ id: 'onedrivev2', passcode }),
-  });
+const login = (passcode: string, headers: Record<string, string> = {}): Request => new Request(`${PUBLIC_URL}/login`, loginForm({ passcode, headers }));
 
 describe('fifty wrong passcodes from fifty addresses', () => {
-  let h: Harness;
   /** The pauses the broker asked for before checks: recorded, not waited (no test waits minutes). */
   const pauses: number[] = [];
-  beforeAll(async () => {
-    h = await startHarness({
-      sleep: async (ms) => {
-        pauses.push(ms);
-      },
-    });
-  });
-  afterAll(async () => {
-    await h?.close();
+  const h = useHarness({
+    sleep: async (ms) => {
+      pauses.push(ms);
+    },
   });
 
   it('do not lock the owner out: the right passcode from a 51st address starts the login; the guesses were spaced out more and more', async () => {
@@ -88,13 +81,7 @@ describe('an IPv6 client is its /64', () => {
   });
 
   describe('in the passcode limit and the failed-AuthID limit', () => {
-    let h: Harness;
-    beforeAll(async () => {
-      h = await startHarness({ sleep: async () => {} });
-    });
-    afterAll(async () => {
-      await h?.close();
-    });
+    const h = useHarness({ sleep: async () => {} });
 
     it('wrong passcodes from five addresses of one /64: the sixth, from yet another, gets 429', async () => {
       for (let i = 1; i <= 5; i++) expect((await h.app(login(`v6-guess-${i}`), { address: `2001:db8:1:2::${i}` })).status).toBe(403);
@@ -103,7 +90,7 @@ describe('an IPv6 client is its /64', () => {
     });
 
     it('failed AuthIDs from many addresses of one /64 are limited together', async () => {
-      const bogus = `bk1${'b'.repeat(32)}:${'c'.repeat(56)}`;
+      const bogus = fakeAuthid();
       const statuses: number[] = [];
       for (let i = 1; i <= 21; i++) {
         const res = await h.app(new Request(`${PUBLIC_URL}/refresh`, { headers: { 'x-authid': bogus } }), { address: `2001:db8:9:9::${i.toString(16)}` });
@@ -121,13 +108,7 @@ describe('an IPv6 client is its /64', () => {
 });
 
 describe('a form post with `Origin: null` and no Sec-Fetch-Site', () => {
-  let h: Harness;
-  beforeAll(async () => {
-    h = await startHarness({ sleep: async () => {} });
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useHarness({ sleep: async () => {} });
 
   it('is refused as cross-site before it counts as a wrong passcode', async () => {
     const client = { address: '203.0.113.90' };
@@ -140,5 +121,36 @@ describe('a form post with `Origin: null` and no Sec-Fetch-Site', () => {
     expect((await h.app(login(PASSCODE, { origin: 'null' }), client)).status).toBe(400);
     // … while the browser that says it is on the broker's own page gets in, and nothing was counted.
     expect((await h.app(login(PASSCODE, { origin: 'null', 'sec-fetch-site': 'same-origin' }), client)).status).toBe(302);
+  });
+});
+
+// Found by mutation testing.
+describe('a cross-site form identified only by its Origin header (no Sec-Fetch-Site)', () => {
+  const h = useHarness({ sleep: async () => {} });
+
+  it('is refused before it counts as a wrong passcode, so it cannot lock the owner out', async () => {
+    const client = { address: '203.0.113.77' };
+    for (let i = 0; i < 7; i++) {
+      const res = await h.app(login(`wrong-guess-${i}`, { origin: 'https://evil.example' }), client);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: string }).error).toBe('invalid_request');
+    }
+    const own = await h.app(login(PASSCODE, { origin: PUBLIC_URL }), client);
+    expect(own.status).toBe(302);
+  });
+});
+
+// Found by review.
+describe('a cross-site form post cannot lock the owner out', () => {
+  const h = useHarness({ sleep: async () => {} });
+
+  it("6 cross-site form posts from a page the owner visits do not stop the owner's own login from that browser", async () => {
+    const address = '127.0.0.1'; // the owner's browser on the broker's machine (or through `ssh -L`)
+    for (let i = 0; i < 6; i++) {
+      // What <form method=post action="http://localhost:8080/login"> on any site sends: a simple request, no preflight.
+      await h.app(login(`csrf-guess-${i}`, { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' }), { address });
+    }
+    const own = await h.app(login(PASSCODE, { origin: PUBLIC_URL, 'sec-fetch-site': 'same-origin' }), { address });
+    expect(own.status).toBe(302);
   });
 });

@@ -6,18 +6,13 @@ import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BINARY, LOOPBACK_CALLBACK, configuredHome, connectOverHttp, freePort, newHome, run, serve } from './support/binary.ts';
-import { startEntra, type Entra } from './support/entra.ts';
+import { AUTHID, authidInPage } from './support/authid.ts';
+import { useEntra } from './support/hooks.ts';
+import { PASSCODE } from './support/passcode.ts';
 
-const PASSCODE = 'operations-passcode';
-let entra: Entra;
-beforeAll(async () => {
-  entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
-});
-afterAll(async () => {
-  await entra?.close();
-});
+const entra = useEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
 
 function configured(): Promise<{ home: string; port: number }> {
   return configuredHome(entra, PASSCODE);
@@ -52,7 +47,7 @@ describe('broker connect (no browser on this machine)', () => {
     const r = await connectPasting(home, (url) => entra.login(url, { username: 'nas-owner' }));
     expect(r.code, r.err).toBe(0);
     const authid = r.out.trim();
-    expect(authid).toMatch(/^bk1[a-z2-7]{32}:[a-z2-7]{56}$/);
+    expect(authid).toMatch(AUTHID);
     expect(r.err).toContain('nas-owner');
     const served = await serve(home);
     try {
@@ -338,6 +333,31 @@ describe('serve: HTTPS, the plain-http guard, logs and metrics', () => {
   });
 });
 
+// Found by mutation testing.
+describe("serve's request log names the error code", () => {
+  it('a refused /refresh is logged with its status and error code (text and JSON)', async () => {
+    const { home } = await configured();
+
+    const text = await serve(home);
+    expect((await fetch(`${text.url}/refresh`)).status).toBe(400);
+    expect((await fetch(`${text.url}/refresh`, { headers: { 'x-authid': 'nonsense' } })).status).toBe(400);
+    await text.stop();
+    expect(text.stderr()).toMatch(/request method=GET route=\/refresh status=400 .*error=authid_missing/);
+    expect(text.stderr()).toMatch(/request method=GET route=\/refresh status=400 .*error=authid_malformed/);
+
+    const json = await serve(home, {}, ['--log-format', 'json']);
+    expect((await fetch(`${json.url}/nowhere`)).status).toBe(404);
+    await json.stop();
+    const requests = json
+      .stderr()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.event === 'request');
+    expect(requests).toContainEqual(expect.objectContaining({ route: 'other', status: 404, error: 'not_found' }));
+  });
+});
+
 async function connectViaTls(url: string): Promise<string> {
   const opts = { tls: { rejectUnauthorized: false } } as RequestInit;
   const started = await fetch(`${url}/login`, {
@@ -349,7 +369,7 @@ async function connectViaTls(url: string): Promise<string> {
   const cookie = started.headers.get('set-cookie')!.split(';')[0]!;
   const callback = new URL(await entra.login(started.headers.get('location')!));
   const res = await fetch(`${url}/logged-in${callback.search}`, { ...opts, headers: { cookie } });
-  return /id="authid"[^>]*>([^<]+)</.exec(await res.text())![1]!;
+  return authidInPage(await res.text());
 }
 
 async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {

@@ -14,7 +14,8 @@ import pkg from '../package.json' with { type: 'json' };
 import { gitCommit } from '../scripts/build.ts';
 import { archiveBase, archivePath, RELEASE_DIR, TARGETS } from '../scripts/release.ts';
 import { BINARY, configuredHome, connectOverHttp, LOOPBACK_CALLBACK, run, serve, type Command } from './support/binary.ts';
-import { startEntra, type Entra } from './support/entra.ts';
+import { useEntra } from './support/hooks.ts';
+import { PASSCODE } from './support/passcode.ts';
 
 const repo = resolve(import.meta.dirname, '..');
 const work = mkdtempSync(join(tmpdir(), 'broker-release-'));
@@ -126,17 +127,12 @@ describe('install.sh from an unpacked release', () => {
 });
 
 describe('linux-arm64 under qemu-user', () => {
-  const PASSCODE = 'qemu-passcode-1234';
   // qemu translates every instruction: start-up takes seconds, not milliseconds.
   const slow = { timeoutMs: 120_000 };
-  let entra: Entra;
+  const entra = useEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
   let command: Command;
-  beforeAll(async () => {
+  beforeAll(() => {
     command = ['qemu-aarch64-static', '-L', '/usr/aarch64-linux-gnu', binaryOf('linux-arm64')];
-    entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
-  });
-  afterAll(async () => {
-    await entra?.close();
   });
 
   it('--version, init, serve, /healthz, one connect and refreshes that rotate the refresh token', { timeout: 600_000 }, async () => {

@@ -5,26 +5,19 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { LOOPBACK_CALLBACK, configuredHome, connectOverHttp, initHome, serve, type Served } from './support/binary.ts';
-import { startEntra, type Entra } from './support/entra.ts';
+import { useEntra } from './support/hooks.ts';
+import { OTHER_PASSCODE, PASSCODE } from './support/passcode.ts';
 
-const OLD_PASSCODE = 'reload-old-passcode';
-const NEW_PASSCODE = 'reload-new-passcode';
 const DUPLICATI = 'http://localhost:8200';
 const OTHER_UI = 'https://backup-ui.example';
 
-let entra: Entra;
+const entra = useEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
 let served: Served | undefined;
-beforeAll(async () => {
-  entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
-});
 afterEach(async () => {
   await served?.stop();
   served = undefined;
-});
-afterAll(async () => {
-  await entra?.close();
 });
 
 /** Waits (bounded) until serve's log has `count` lines with `event`; the event, not a time, is what the test waits for. */
@@ -65,42 +58,49 @@ async function loggedInPage(url: string, passcode: string, username: string): Pr
 
 describe('a new passcode from `broker init`', () => {
   it('on SIGHUP: the old passcode is refused at once and the new one works, without a restart', async () => {
-    const { home, port } = await configuredHome(entra, OLD_PASSCODE);
+    const { home, port } = await configuredHome(entra, PASSCODE);
     served = await serve(home);
-    expect((await postLogin(served.url, OLD_PASSCODE)).status).toBe(302);
+    expect((await postLogin(served.url, PASSCODE)).status).toBe(302);
 
-    const init = await initHome({ home, port, passcode: NEW_PASSCODE, clientId: entra.clientId, clientSecret: entra.clientSecret, authority: entra.authority });
+    const init = await initHome({
+      home,
+      port,
+      passcode: OTHER_PASSCODE,
+      clientId: entra.clientId,
+      clientSecret: entra.clientSecret,
+      authority: entra.authority,
+    });
     expect(init.code).toBe(0);
     expect(init.stdout).toMatch(/A running `broker serve` applies the new settings/);
     served.child.kill('SIGHUP');
     await logged(served, /settings\.reloaded trigger=SIGHUP/);
 
-    expect((await postLogin(served.url, OLD_PASSCODE)).status).toBe(403);
-    expect((await postLogin(served.url, NEW_PASSCODE)).status).toBe(302);
+    expect((await postLogin(served.url, PASSCODE)).status).toBe(403);
+    expect((await postLogin(served.url, OTHER_PASSCODE)).status).toBe(302);
     expect(served.child.pid).toBeGreaterThan(0);
     expect(served.child.exitCode).toBeNull();
   });
 
   it('without a signal: serve notices settings.json changed and applies it', async () => {
-    const { home, port } = await configuredHome(entra, OLD_PASSCODE);
+    const { home, port } = await configuredHome(entra, PASSCODE);
     served = await serve(home);
-    await initHome({ home, port, passcode: NEW_PASSCODE, clientId: entra.clientId, clientSecret: entra.clientSecret, authority: entra.authority });
+    await initHome({ home, port, passcode: OTHER_PASSCODE, clientId: entra.clientId, clientSecret: entra.clientSecret, authority: entra.authority });
     await logged(served, /settings\.reloaded trigger=settings\.json_changed/);
-    expect((await postLogin(served.url, OLD_PASSCODE)).status).toBe(403);
-    expect((await postLogin(served.url, NEW_PASSCODE)).status).toBe(302);
+    expect((await postLogin(served.url, PASSCODE)).status).toBe(403);
+    expect((await postLogin(served.url, OTHER_PASSCODE)).status).toBe(302);
   });
 });
 
 describe('allowed origins', () => {
   it('a removed origin no longer receives the AuthID by postMessage', async () => {
-    const { home, port } = await configuredHome(entra, OLD_PASSCODE, { allowedOrigins: [DUPLICATI, OTHER_UI] });
+    const { home, port } = await configuredHome(entra, PASSCODE, { allowedOrigins: [DUPLICATI, OTHER_UI] });
     served = await serve(home);
-    expect(postMessageOrigins(await loggedInPage(served.url, OLD_PASSCODE, 'origins-before'))).toEqual([DUPLICATI, OTHER_UI]);
+    expect(postMessageOrigins(await loggedInPage(served.url, PASSCODE, 'origins-before'))).toEqual([DUPLICATI, OTHER_UI]);
 
     await initHome({
       home,
       port,
-      passcode: OLD_PASSCODE,
+      passcode: PASSCODE,
       clientId: entra.clientId,
       clientSecret: entra.clientSecret,
       authority: entra.authority,
@@ -108,18 +108,18 @@ describe('allowed origins', () => {
     });
     served.child.kill('SIGHUP');
     await logged(served, /settings\.reloaded trigger=SIGHUP/);
-    expect(postMessageOrigins(await loggedInPage(served.url, OLD_PASSCODE, 'origins-after'))).toEqual([DUPLICATI]);
+    expect(postMessageOrigins(await loggedInPage(served.url, PASSCODE, 'origins-after'))).toEqual([DUPLICATI]);
   });
 });
 
 describe('a rotated app secret', () => {
   it('is the one sent with the next refresh', async () => {
-    const { home, port } = await configuredHome(entra, OLD_PASSCODE);
+    const { home, port } = await configuredHome(entra, PASSCODE);
     served = await serve(home);
     // Tokens too short-lived to serve from memory: every /refresh goes to the provider.
     entra.setAccessTokenTtl(30);
     try {
-      const c = await connectOverHttp(served.url, OLD_PASSCODE, entra.login, { username: 'secret-rotation' });
+      const c = await connectOverHttp(served.url, PASSCODE, entra.login, { username: 'secret-rotation' });
       const refresh = () => fetch(`${served!.url}/refresh`, { headers: { 'x-authid': c.authid } });
       expect((await refresh()).status).toBe(200);
 
@@ -130,7 +130,7 @@ describe('a rotated app secret', () => {
       expect(refused.status).toBe(502);
       expect(refused.headers.get('x-reason')).toMatch(/secret is wrong/);
 
-      await initHome({ home, port, passcode: OLD_PASSCODE, clientId: entra.clientId, clientSecret: newSecret, authority: entra.authority });
+      await initHome({ home, port, passcode: PASSCODE, clientId: entra.clientId, clientSecret: newSecret, authority: entra.authority });
       served.child.kill('SIGHUP');
       await logged(served, /settings\.reloaded trigger=SIGHUP/);
       const before = entra.stats().byGrant.refresh_token;
@@ -147,7 +147,7 @@ describe('a rotated app secret', () => {
 
 describe('what cannot change without a restart, and a broken file', () => {
   it('a new listen address and metrics are named in a warning; the server keeps serving on its socket', async () => {
-    const { home, port } = await configuredHome(entra, OLD_PASSCODE);
+    const { home, port } = await configuredHome(entra, PASSCODE);
     served = await serve(home);
     const path = join(home, 'settings.json');
     const s = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
@@ -159,7 +159,7 @@ describe('what cannot change without a restart, and a broken file', () => {
   });
 
   it('a settings file that became invalid: the old settings stay, an error is logged, serving goes on', async () => {
-    const { home } = await configuredHome(entra, OLD_PASSCODE);
+    const { home } = await configuredHome(entra, PASSCODE);
     served = await serve(home);
     const path = join(home, 'settings.json');
     const s = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
@@ -170,7 +170,7 @@ describe('what cannot change without a restart, and a broken file', () => {
     writeFileSync(path, '{ half a file', { mode: 0o600 });
     served.child.kill('SIGHUP');
     await logged(served, /settings\.reload_failed/, 2);
-    expect((await postLogin(served.url, OLD_PASSCODE)).status).toBe(302);
+    expect((await postLogin(served.url, PASSCODE)).status).toBe(302);
     expect(served.child.exitCode).toBeNull();
   });
 });

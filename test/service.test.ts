@@ -10,9 +10,10 @@ import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSettings } from '../src/config/settings.ts';
-import { startEntra, type Entra } from './support/entra.ts';
 import { BINARY, LOOPBACK_CALLBACK, configuredHome, connectOverHttp, newHome, run, serve } from './support/binary.ts';
 import { missingCommand, unavailable } from './support/requires.ts';
+import { useEntra } from './support/hooks.ts';
+import { PASSCODE } from './support/passcode.ts';
 
 const CLIENT_ID = '11111111-2222-3333-4444-555555555555';
 const SECRET = 'abc~service-test-secret';
@@ -20,7 +21,7 @@ const tmp = (prefix: string) => mkdtempSync(join(tmpdir(), prefix));
 
 /** A BROKER_HOME with settings, written by the binary itself. */
 async function initialisedHome(home = newHome()): Promise<string> {
-  const r = await run(['init', '--non-interactive', '--client-id', CLIENT_ID, '--passcode', 'service-passcode'], {
+  const r = await run(['init', '--non-interactive', '--client-id', CLIENT_ID, '--passcode', PASSCODE], {
     BROKER_HOME: home,
     BROKER_CLIENT_SECRET: SECRET,
   });
@@ -211,16 +212,10 @@ describe('the app secret from a systemd credential ($CREDENTIALS_DIRECTORY/clien
   });
 
   describe('with the compiled binary against the local provider', () => {
-    let entra: Entra;
-    beforeAll(async () => {
-      entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
-    });
-    afterAll(async () => {
-      await entra?.close();
-    });
+    const entra = useEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
 
     it('serve starts with no secret in settings.json, and Microsoft accepts the secret from the credential', async () => {
-      const { home } = await configuredHome(entra, 'service-passcode');
+      const { home } = await configuredHome(entra, PASSCODE);
       const file = join(home, 'settings.json');
       const s = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
       delete s.clientSecret;
@@ -232,7 +227,7 @@ describe('the app secret from a systemd credential ($CREDENTIALS_DIRECTORY/clien
       const served = await serve(home, { CREDENTIALS_DIRECTORY: creds });
       try {
         // The code exchange authenticates the app with the secret: it came from the credential.
-        const c = await connectOverHttp(served.url, 'service-passcode', entra.login);
+        const c = await connectOverHttp(served.url, PASSCODE, entra.login);
         const r = await fetch(`${served.url}/refresh`, { headers: { 'x-authid': c.authid } });
         expect(r.status).toBe(200);
         expect(entra.stats().byGrant.authorization_code).toBeGreaterThanOrEqual(1);

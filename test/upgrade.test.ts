@@ -7,11 +7,12 @@ import { Database } from 'bun:sqlite';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MIGRATIONS } from '../src/store/migrations.ts';
 import { KEEP_MIGRATION_BACKUPS, Store } from '../src/store/store.ts';
 import { configuredHome, connectOverHttp, LOOPBACK_CALLBACK, run, serve } from './support/binary.ts';
-import { startEntra, type Entra } from './support/entra.ts';
+import { useEntra } from './support/hooks.ts';
+import { PASSCODE } from './support/passcode.ts';
 
 const tag = new Uint8Array(32).fill(7);
 const box = (n: number) => new Uint8Array(64).fill(n);
@@ -92,14 +93,7 @@ describe('store migrations', () => {
 });
 
 describe('broker backup and restore', () => {
-  const PASSCODE = 'backup-passcode-1234';
-  let entra: Entra;
-  beforeAll(async () => {
-    entra = await startEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
-  });
-  afterAll(async () => {
-    await entra?.close();
-  });
+  const entra = useEntra({ acceptRedirectUri: LOOPBACK_CALLBACK });
 
   it('a backup taken while serve runs, restored into an empty BROKER_HOME, serves the old AuthID', { timeout: 60_000 }, async () => {
     const { home } = await configuredHome(entra, PASSCODE);

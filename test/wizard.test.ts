@@ -11,6 +11,7 @@ import { validateHttpUrl } from '../src/config/settings.ts';
 import { Store } from '../src/store/store.ts';
 import { BINARY, newHome, run } from './support/binary.ts';
 import { missingCommand, unavailable } from './support/requires.ts';
+import { fakeKeyid } from './support/authid.ts';
 
 const CLIENT_ID = '0f1e2d3c-4b5a-4978-8675-a1b2c3d4e5f6';
 const SECRET_ID = '2b5c8f3e-1d2a-4c3b-9e8f-7a6b5c4d3e2f';
@@ -246,7 +247,7 @@ describe.skipIf(noTmux)('the init wizard on a terminal (tmux)', () => {
     await initNonInteractive(home);
     const before = JSON.parse(readFileSync(join(home, 'settings.json'), 'utf8')) as Record<string, unknown>;
     // A connection row (dummy sealed bytes: list shows rows, it never opens them).
-    const keyid = `bk1${'a'.repeat(32)}`;
+    const keyid = fakeKeyid();
     const store = Store.open(join(home, 'broker.db'));
     store.insert({ keyid, service: 'onedrivev2', checkTag: new Uint8Array(32), sealed: new Uint8Array(64), now: Date.now() });
     store.close();

@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { authidInPage } from './authid.ts';
 
 export const BINARY = resolve(import.meta.dirname, '../../dist/broker');
 
@@ -197,6 +198,6 @@ export async function connectOverHttp(
   const res = await fetch(callback, { headers: { cookie } });
   const page = await res.text();
   if (res.status !== 200) throw new Error(`/logged-in answered ${res.status}: ${res.headers.get('x-reason')}`);
-  const authid = /id="authid"[^>]*>([^<]+)</.exec(page)![1]!;
+  const authid = authidInPage(page);
   return { authid, keyid: authid.split(':')[0]! };
 }

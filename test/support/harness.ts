@@ -13,9 +13,12 @@ import { loadSodium } from '../../src/crypto/sodium.ts';
 import { createApp } from '../../src/http/app.ts';
 import type { Fetch } from '../../src/oauth/token-endpoint.ts';
 import { Store } from '../../src/store/store.ts';
+import { authidInPage } from './authid.ts';
 import { startEntra, type Entra } from './entra.ts';
+import { loginForm } from './http.ts';
+import { PASSCODE } from './passcode.ts';
 
-export const PASSCODE = 'correct horse battery staple';
+export { PASSCODE };
 export const PUBLIC_URL = 'http://broker.test';
 
 export interface Harness {
@@ -79,20 +82,14 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     async connect(opts = {}) {
       // The id_token is checked against the broker clock; a login happens in real time.
       clock.offsetMs = 0;
-      const started = await app(
-        new Request(`${PUBLIC_URL}/login`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({ id: opts.service ?? 'onedrivev2', passcode: PASSCODE }),
-        }),
-      );
+      const started = await app(new Request(`${PUBLIC_URL}/login`, loginForm({ id: opts.service })));
       if (started.status !== 302) throw new Error(`POST /login answered ${started.status}`);
       const cookie = started.headers.get('set-cookie')!.split(';')[0]!;
       const callback = await entra.login(started.headers.get('location')!, { username: opts.username });
       const res = await app(new Request(callback, { headers: { cookie } }));
       const page = await res.text();
       if (res.status !== 200) throw new Error(`/logged-in answered ${res.status}: ${res.headers.get('x-reason')}`);
-      const authid = /id="authid"[^>]*>([^<]+)</.exec(page)![1]!;
+      const authid = authidInPage(page);
       return { authid, keyid: authid.split(':')[0]!, page };
     },
     refresh(authid, init = {}) {
