@@ -14,7 +14,7 @@ export class Broker {
   constructor(readonly ctx: BrokerContext) {
     this.tokens = new TokenService(ctx);
     this.login = new LoginFlow(ctx);
-    this.fetchTokens = new FetchTokens(ctx.now);
+    this.fetchTokens = new FetchTokens(() => ctx.store, ctx.now);
   }
 
   /**
@@ -27,9 +27,9 @@ export class Broker {
   }
 
   /** Revoke as the holder of the authid (HTTP): proves the secret first. */
-  revokeWithAuthId(authidText: string, client?: string): RevokeResult {
-    const { id, record } = this.tokens.authenticate(authidText, client);
-    const changed = this.ctx.store.revoke(id.keyid, this.ctx.now());
+  async revokeWithAuthId(authidText: string, client?: string): Promise<RevokeResult> {
+    const { id, record } = await this.tokens.authenticate(authidText, client);
+    const changed = await this.ctx.store.revoke(id.keyid, this.ctx.now());
     this.tokens.forget(id.keyid);
     if (changed) this.ctx.log.info('connection.revoked', { keyid: short(id.keyid) });
     return { keyid: id.keyid, alreadyRevoked: !changed && record.state === 'revoked' };

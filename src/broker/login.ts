@@ -1,6 +1,6 @@
 import { generateAuthId } from '../crypto/authid.ts';
-import { safeEqual, sha256 } from '../crypto/compare.ts';
 import { deriveKeys, sealJson } from '../crypto/seal.ts';
+import { openTransient, sealTransient, transientId } from '../crypto/transient.ts';
 import { BrokerError } from '../errors.ts';
 import { readIdToken, type Account } from '../oauth/id-token.ts';
 import { createPkce, randomToken } from '../oauth/pkce.ts';
@@ -16,11 +16,11 @@ export const LOGIN_TTL_MS = 10 * 60_000;
 /** Bounds memory if someone with the passcode starts logins in a loop. */
 const MAX_PENDING = 1000;
 
+/** Sealed under the browser's cookie and filed under a hash of the state, in the store (see crypto/transient.ts). */
 interface PendingLogin {
-  service: Service;
+  service: string;
   codeVerifier: string;
   nonce: string;
-  cookieHash: Buffer;
   /** As sent to Microsoft: the redemption must repeat it, even if the settings were reloaded meanwhile. */
   redirectUri: string;
   expiresAt: number;
@@ -43,16 +43,24 @@ export interface LoginResult {
   extra?: string;
 }
 
+const KIND = 'login';
+
 /**
  * The authorization-code flow with PKCE (S256), a state that is single-use and
- * bound to the browser by a cookie, and a nonce checked in the id_token.
+ * bound to the browser by a cookie, and a nonce checked in the id_token. What a
+ * login needs at its end is in the store, sealed under the browser's cookie, so
+ * it may end on another instance than the one it started on.
  */
 export class LoginFlow {
-  private readonly pending = new Map<string, PendingLogin>();
   readonly passcode: PasscodeGuard;
 
   constructor(private readonly ctx: BrokerContext) {
-    this.passcode = new PasscodeGuard(() => ctx.config.passcodeHash, ctx.now, ctx.sleep);
+    this.passcode = new PasscodeGuard(
+      () => ctx.config.passcodeHash,
+      ctx.now,
+      ctx.sleep,
+      () => ctx.store,
+    );
   }
 
   /** The services offered: only `only` when it names one of them (a page opened for one service), else all. */
@@ -69,15 +77,15 @@ export class LoginFlow {
   }
 
   /** For the machine's owner at the command line (`broker connect`): no passcode, the process is the browser binding. */
-  startAsOwner(serviceId: string): LoginStart {
+  startAsOwner(serviceId: string): Promise<LoginStart> {
     const service = findService(serviceId);
     if (!service) throw unknownService(serviceId);
     return this.begin(service);
   }
 
-  private begin(service: Service, extra?: string): LoginStart {
-    this.sweep();
-    if (this.pending.size >= MAX_PENDING) {
+  private async begin(service: Service, extra?: string): Promise<LoginStart> {
+    const now = this.ctx.now();
+    if ((await this.ctx.store.countTransient(KIND, now)).count >= MAX_PENDING) {
       throw new BrokerError('rate_limited', 'Too many logins in progress; finish or wait for them to expire.', { retryAfter: 60 });
     }
     const { config } = this.ctx;
@@ -85,15 +93,15 @@ export class LoginFlow {
     const state = randomToken();
     const nonce = randomToken();
     const cookieValue = randomToken();
-    this.pending.set(state, {
-      service,
+    const pending: PendingLogin = {
+      service: service.id,
       codeVerifier: pkce.verifier,
       nonce,
-      cookieHash: sha256(cookieValue),
       redirectUri: redirectUri(config),
-      expiresAt: this.ctx.now() + LOGIN_TTL_MS,
+      expiresAt: now + LOGIN_TTL_MS,
       extra,
-    });
+    };
+    await this.ctx.store.putTransient(KIND, transientId(KIND, state), sealTransient(KIND, cookieValue, JSON.stringify(pending)), pending.expiresAt, now);
     const url = new URL(service.provider.authorizeUrl(config.authority, config.tenant));
     url.search = new URLSearchParams({
       client_id: config.clientId,
@@ -111,31 +119,33 @@ export class LoginFlow {
 
   async finish(p: { state?: string | null; code?: string | null; error?: string | null; cookieValue?: string | null }): Promise<LoginResult> {
     const { ctx } = this;
-    const pending = p.state ? this.pending.get(p.state) : undefined;
-    // Single use: whatever happens next, this state is spent.
-    if (p.state && pending) this.pending.delete(p.state);
+    // Single use: whatever happens next, this state is spent, on every instance.
+    const taken = p.state && p.state.length <= 512 ? await ctx.store.takeTransient(KIND, transientId(KIND, p.state), ctx.now()) : null;
     if (p.error) {
       // Only the error code, never Microsoft's description: it is shown in a page and may echo input.
       const code = /^[a-z_]{1,64}$/.test(p.error) ? p.error : 'error';
       throw new BrokerError('login_failed', `Microsoft did not complete the login (${code}).`, { hint: "Start again from the broker's start page." });
     }
-    if (!pending || pending.expiresAt < ctx.now()) {
+    if (!taken || taken.expiresAt < ctx.now()) {
       throw new BrokerError('login_state_invalid', 'This login is unknown, was already used, or has expired.', {
         hint: "Start again from the broker's start page, in the same browser, within 10 minutes.",
       });
     }
-    if (!p.cookieValue || !safeEqual(sha256(p.cookieValue), pending.cookieHash)) {
+    const opened = p.cookieValue ? openTransient(KIND, p.cookieValue, taken.value) : null;
+    const pending = opened ? (JSON.parse(opened) as PendingLogin) : null;
+    const service = pending && findService(pending.service);
+    if (!pending || !service) {
       throw new BrokerError('login_state_invalid', 'This login was started in another browser (its cookie is missing).', {
         hint: "Start again from the broker's start page and finish in the same browser.",
       });
     }
     if (!p.code || p.code.length > 4096) throw new BrokerError('login_failed', "Microsoft's answer has no authorization code.");
     const { config } = ctx;
-    const tokens = await redeemCode(tokenClient(ctx, pending.service), {
+    const tokens = await redeemCode(tokenClient(ctx, service), {
       code: p.code,
       redirectUri: pending.redirectUri,
       codeVerifier: pending.codeVerifier,
-      scope: scopeString(pending.service),
+      scope: scopeString(service),
     });
     if (!tokens.refreshToken) {
       throw new BrokerError('login_failed', 'Microsoft sent no refresh token, so the broker could not keep this connection.', {
@@ -151,7 +161,7 @@ export class LoginFlow {
     const keys = deriveKeys(ctx.sodium, parsed);
     const grant: SealedGrant = {
       v: 1,
-      service: pending.service.id,
+      service: service.id,
       refreshToken: tokens.refreshToken,
       accessToken: tokens.accessToken,
       accessTokenExpiresAt: now + tokens.expiresIn * 1000,
@@ -159,14 +169,9 @@ export class LoginFlow {
       account,
       obtainedAt: now,
     };
-    ctx.store.insert({ keyid: parsed.keyid, service: pending.service.id, checkTag: keys.checkTag, sealed: sealJson(ctx.sodium, keys.sealKey, grant), now });
-    ctx.log.info('connection.created', { keyid: short(parsed.keyid), service: pending.service.id });
-    return { authid, keyid: parsed.keyid, service: pending.service, account, extra: pending.extra };
-  }
-
-  private sweep(): void {
-    const now = this.ctx.now();
-    for (const [k, v] of this.pending) if (v.expiresAt < now) this.pending.delete(k);
+    await ctx.store.insert({ keyid: parsed.keyid, service: service.id, checkTag: keys.checkTag, sealed: sealJson(ctx.sodium, keys.sealKey, grant), now });
+    ctx.log.info('connection.created', { keyid: short(parsed.keyid), service: service.id });
+    return { authid, keyid: parsed.keyid, service, account, extra: pending.extra };
   }
 }
 

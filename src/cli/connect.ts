@@ -17,7 +17,7 @@ export async function connectCommand(flags: { service?: string }, io: Io): Promi
   const log = makeLogger('text', () => {});
   const { broker, settings, store } = await openBroker(home, io.env, { fetch: globalThis.fetch, now: Date.now, log });
   try {
-    const started = broker.login.startAsOwner(flags.service ?? DEFAULT_SERVICE_ID);
+    const started = await broker.login.startAsOwner(flags.service ?? DEFAULT_SERVICE_ID);
     io.err('1. Open this address in a browser on any device and sign in:\n');
     io.err(`   ${started.authorizeUrl}\n`);
     io.err(`2. Microsoft then sends the browser to ${settings.publicUrl}/logged-in?code=…`);
@@ -44,6 +44,6 @@ export async function connectCommand(flags: { service?: string }, io: Io): Promi
     // The authid alone on stdout, so that `AUTHID=$(broker connect)` works.
     io.out(result.authid);
   } finally {
-    store.close();
+    await store.close();
   }
 }

@@ -2,16 +2,16 @@ import { connectionWarnings, DAY_MS, idleExpiresAt, secretWarning } from '../bro
 import { readSettings } from '../config/settings.ts';
 import type { Io } from './io.ts';
 import { sayWarning } from './voice.ts';
-import type { ConnectionInfo } from '../store/store.ts';
+import type { ConnectionInfo } from '../store/types.ts';
 import { openStore } from './store-file.ts';
 
-export function listCommand(home: string, io: Io, opts: { json?: boolean }, now: () => number = Date.now): void {
-  const store = openStore(home);
+export async function listCommand(home: string, io: Io, opts: { json?: boolean }, now: () => number = Date.now): Promise<void> {
+  const store = await openStore(home, io.env);
   let rows: ConnectionInfo[];
   try {
-    rows = store.list();
+    rows = await store.list();
   } finally {
-    store.close();
+    await store.close();
   }
   const t = now();
   // Warnings go to stderr so that `--json` output stays parseable.

@@ -23,21 +23,21 @@ export async function revokeCommand(home: string, io: Io, target: string, now: (
   } else {
     throw new BrokerError('usage', 'That is neither a keyid nor an AuthID.', { hint: 'Run `broker list` to see the keyids.' });
   }
-  const store = openStore(home);
+  const store = await openStore(home, io.env);
   try {
-    const record = store.get(keyid);
+    const record = await store.get(keyid);
     if (!record || (secretCheck && !checkTagMatches(await loadSodium(), secretCheck, record.checkTag))) {
       throw new BrokerError('not_found', `No connection with keyid ${keyid}${secretCheck ? ' and this secret' : ''}.`, {
         hint: 'Run `broker list` to see the keyids.',
       });
     }
-    if (!store.revoke(keyid, now())) {
+    if (!(await store.revoke(keyid, now()))) {
       io.out(`${keyid} was already revoked.`);
       return;
     }
     io.out(`Revoked ${keyid}: its sealed refresh token is deleted and the AuthID stops working at once.`);
     io.out(`To also remove the app's access at Microsoft, open ${MICROSOFT.consentManagementUrl} → Apps and services that can access your data.`);
   } finally {
-    store.close();
+    await store.close();
   }
 }

@@ -85,7 +85,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
     flush();
     return new BrokerError(e.code, e.message, { ...e.options, logged: true });
   };
-  const { broker, settings, store } = await openBroker(home, io.env, { fetch: globalThis.fetch, now: Date.now, log }).catch((e: unknown) => {
+  const { broker, settings, store } = await openBroker(home, io.env, { fetch: globalThis.fetch, now: Date.now, log, watch: true }).catch((e: unknown) => {
     throw failed(e);
   });
   let current = effective(flags, io.env, settings);
@@ -120,7 +120,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
       });
     }
   } catch (e) {
-    store.close();
+    await store.close();
     throw failed(e);
   }
   const secret = secretWarning(settings.secretExpires, Date.now());
@@ -244,7 +244,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
   }
 
   await done;
-  store.close();
+  await store.close();
   log.info('serve.stopped');
   flush();
 }

@@ -33,6 +33,9 @@ export interface Settings {
   metricsListen?: string;
   /** A reverse proxy on this machine sets X-Forwarded-For. */
   trustProxy?: boolean;
+  /** postgres://… : the store in PostgreSQL instead of BROKER_HOME's SQLite file. */
+  databaseUrl?: string;
+  databasePasswordFile?: string;
 }
 
 /** The check of one value: the option's own, or its list of choices. */

@@ -20,7 +20,7 @@ export async function revoke(x: Exchange, { broker }: Deps): Promise<Response> {
     page(x, broker.ctx.config, status, revokePage({ nonce: x.nonce, consentUrl: MICROSOFT.consentManagementUrl, ...said }), err);
   try {
     if (!authid) throw missingAuthId('Send it in the X-AuthID header or the authid form field.');
-    const r = broker.revokeWithAuthId(authid, x.client.address);
+    const r = await broker.revokeWithAuthId(authid, x.client.address);
     x.keyid = r.keyid;
     const text = r.alreadyRevoked ? 'This AuthID was already revoked.' : 'The AuthID is revoked; the connection is deleted.';
     if (browser) return answerPage(200, { done: text });
