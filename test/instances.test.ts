@@ -245,6 +245,39 @@ describe.skipIf(noPostgres)('several instances on one PostgreSQL', () => {
     });
   });
 
+  describe('moving a store', () => {
+    it('`broker store migrate --to postgres://…` copies a SQLite store; every AuthID keeps working; a non-empty database is refused; --to FILE goes back', async () => {
+      entra.setAccessTokenTtl(3600);
+      try {
+        const { home } = await configuredHome(entra, PASSCODE);
+        const alone = await serve(home);
+        running.push(alone);
+        const { authid } = await connectOverHttp(alone.url, PASSCODE, entra.login);
+        expect((await refresh(alone.url, authid)).status).toBe(200);
+        await alone.stop();
+        const url = await cluster.createDatabase();
+        const moved = await run(['store', 'migrate', '--to', url], { BROKER_HOME: home }, { timeoutMs: 20_000 });
+        expect(moved.code, moved.stderr).toBe(0);
+        expect(moved.stdout).toMatch(/Copied 1 connection/);
+        const again = await run(['store', 'migrate', '--to', url], { BROKER_HOME: home }, { timeoutMs: 20_000 });
+        expect(again.code).not.toBe(0);
+        expect(again.stderr).toMatch(/already holds 1 connection/);
+        const [a, b] = await serveAll([home, home], { BROKER_DATABASE_URL: url });
+        running.push(a!, b!);
+        entra.setAccessTokenTtl(30); // every request now refreshes, on either instance
+        for (let i = 0; i < 4; i++) expect((await refresh([a, b][i % 2]!.url, authid)).status).toBe(200);
+        await Promise.all([a!.stop(), b!.stop()]);
+        const file = join(dirname(home), 'back.db');
+        const back = await run(['store', 'migrate', '--to', file], { BROKER_HOME: home, BROKER_DATABASE_URL: url }, { timeoutMs: 20_000 });
+        expect(back.code, back.stderr).toBe(0);
+        expect(back.stdout).toMatch(/Copied 1 connection/);
+        expect(entra.stats().reuseDetected).toBe(0);
+      } finally {
+        entra.setAccessTokenTtl(30);
+      }
+    });
+  });
+
   describe('6. faults', () => {
     it('three instances starting together on an empty database migrate it once', async () => {
       const url = await cluster.createDatabase();

@@ -423,8 +423,9 @@ export class TokenService {
   }
 
   private remember(keyid: string, version: number, g: SealedGrant, checkTag: Uint8Array): void {
-    // The row changed (or was read anew): the next request reads its head again.
-    this.heads.delete(keyid);
+    // Our own write moved the row on: the remembered head follows (its notification arrives later).
+    const head = this.heads.get(keyid);
+    if (head && head.version < version) this.heads.set(keyid, { ...head, version });
     this.cache.set(keyid, {
       checkTag,
       accessToken: g.accessToken,

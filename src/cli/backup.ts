@@ -81,7 +81,7 @@ export async function restoreCommand(home: string, io: Io, fileArg: string, opts
  * running `serve` for this BROKER_HOME, as far as can be told without a lock it
  * would have to hold. Returns the URL it answered at, or null.
  */
-async function serveAnswers(settingsPath: string): Promise<string | null> {
+export async function serveAnswers(settingsPath: string): Promise<string | null> {
   let s: { listen?: unknown; tlsCert?: unknown };
   try {
     s = JSON.parse(readFileSync(settingsPath, 'utf8')) as typeof s;
