@@ -29,12 +29,14 @@ import type { LoadResult, LoadSpec } from './load.ts';
 import { realisticGrant, seedStore } from './seed.ts';
 import pkg from '../package.json' with { type: 'json' };
 
-const USAGE = `usage: bun bench/run.ts [--only seal]
+const USAGE = `usage: bun bench/run.ts [--only seal|postgres]
 
 Measures the compiled dist/broker against baselines (about a minute; builds it
 first if it is older than src/), prints the table and writes
 bench/results/latest.json. --only seal runs row 6 alone, in process, in seconds
-(bench/results/seal.json). Environment: BENCH_ROUNDS, BENCH_QUICK=1, BENCH_KEEP=1,
+(bench/results/seal.json); --only postgres runs the PostgreSQL rows beside
+SQLite ones measured in the same run (bench/postgres.ts, a few minutes: it seeds
+1,000,000 rows; bench/results/postgres.json). Environment: BENCH_ROUNDS, BENCH_QUICK=1, BENCH_KEEP=1,
 BENCH_STRICT=1, BENCH_BINARY=path (see the top of bench/run.ts).
 `;
 const args = process.argv.slice(2);
@@ -43,6 +45,10 @@ if (args.includes('--help') || args.includes('-h')) {
   process.exit(0);
 }
 const ONLY_SEAL = args.join(' ') === '--only seal';
+if (args.join(' ') === '--only postgres') {
+  await import('./postgres.ts');
+  process.exit(0);
+}
 if (args.length && !ONLY_SEAL) {
   process.stderr.write(USAGE);
   process.exit(2);
