@@ -118,14 +118,18 @@ export class PostgresStore implements Store {
   static async open(url: string, opts: { password?: string; watch?: boolean; migrations?: readonly string[] } = {}): Promise<PostgresStore> {
     const where = redactDatabaseUrl(url);
     const options = { password: opts.password || undefined, connectionTimeout: 5, idleTimeout: 60 };
-    const sql = new SQL(url, { ...options, max: POOL });
-    const locks = new SQL(url, { ...options, max: LOCK_POOL });
+    // No statement may hold a request for longer than Duplicati waits for one (25 s):
+    // a statement gives up after 10 s, a lock wait too (refresh locks set their own, 22 s),
+    // and a transaction left idle (an instance stuck mid-refresh) is ended after 60 s.
+    const bounded = { application_name: 'broker', statement_timeout: 10_000, lock_timeout: 10_000, idle_in_transaction_session_timeout: 60_000 };
+    const sql = new SQL(url, { ...options, max: POOL, connection: bounded });
+    const locks = new SQL(url, { ...options, max: LOCK_POOL, connection: { ...bounded, statement_timeout: 0 } });
     const feed = new Feed();
     let listener: SQL | null = null;
     try {
       await migrate(sql, opts.migrations ?? PG_MIGRATIONS, where);
       if (opts.watch) {
-        listener = new SQL(url, { ...options, max: 1, idleTimeout: 0, onclose: () => feed.set(false) });
+        listener = new SQL(url, { ...options, max: 1, idleTimeout: 0, connection: { application_name: 'broker-listen' }, onclose: () => feed.set(false) });
         await listener.listen(
           CHANGES_CHANNEL,
           (payload) => feed.notify(payload),
