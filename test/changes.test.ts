@@ -141,3 +141,38 @@ describe.skipIf(noPostgres)('the change feed (LISTEN/NOTIFY)', () => {
     await expect(b.broker.tokens.getAccessToken(authid)).rejects.toMatchObject({ code: 'revoked' });
   });
 });
+
+describe.skipIf(noPostgres)('TLS to the server (sslmode)', () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await startCluster({ tls: true });
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.destroy();
+  });
+
+  it('sslmode=require talks TLS; sslmode=disable does not; the URL shown keeps no password', async () => {
+    const url = await cluster.createDatabase();
+    const withPassword = url.replace('postgres@', 'postgres:never-shown@');
+    for (const [mode, ssl] of [
+      ['require', true],
+      ['disable', false],
+    ] as const) {
+      const store = await PostgresStore.open(`${withPassword}?sslmode=${mode}`);
+      try {
+        expect(store.where).not.toContain('never-shown');
+        const { SQL } = await import('bun');
+        const probe = new SQL(`${url}?sslmode=${mode}`, { max: 1 });
+        try {
+          const [row] = await probe`SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`;
+          expect(row.ssl).toBe(ssl);
+        } finally {
+          await probe.close();
+        }
+        expect(await store.countByState()).toEqual([]);
+      } finally {
+        await store.close();
+      }
+    }
+  });
+});

@@ -53,7 +53,8 @@ function asServerUser(cmd: string, args: string[]): ReturnType<typeof spawnSync>
 
 let counter = 0;
 
-export async function startCluster(): Promise<Cluster> {
+/** `tls`: the server also speaks TLS, with a self-signed certificate made by openssl. */
+export async function startCluster(opts: { tls?: boolean } = {}): Promise<Cluster> {
   const external = process.env.BROKER_TEST_DATABASE_URL;
   const { SQL } = await import('bun');
   const admin = async <T>(url: string, fn: (sql: InstanceType<typeof SQL>) => Promise<T>): Promise<T> => {
@@ -92,6 +93,17 @@ export async function startCluster(): Promise<Cluster> {
   const init = asServerUser(join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
   if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr}`);
   const port = await freePort();
+  let tls = '';
+  if (opts.tls) {
+    const [crt, key] = [join(dir, 'server.crt'), join(dir, 'server.key')];
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-keyout', key, '-out', crt], {
+      encoding: 'utf8',
+    });
+    if (made.status !== 0) throw new Error(`openssl failed: ${made.stderr}`);
+    chmodSync(key, 0o600);
+    if (process.getuid?.() === 0) spawnSync('chown', [runAsUser()!, crt, key]);
+    tls = ` -c ssl=on -c ssl_cert_file=${crt} -c ssl_key_file=${key}`;
+  }
   const start = () => {
     const r = asServerUser(join(bin, 'pg_ctl'), [
       '-D',
@@ -100,7 +112,7 @@ export async function startCluster(): Promise<Cluster> {
       join(dir, 'log'),
       '-w',
       '-o',
-      `-c listen_addresses=127.0.0.1 -c port=${port} -c unix_socket_directories=${dir} -c fsync=off -c full_page_writes=off -c max_connections=300${process.env.BROKER_TEST_PG_LOG ? ` -c log_statement=all -c log_line_prefix='%m [%p] '` : ''}`,
+      `-c listen_addresses=127.0.0.1 -c port=${port} -c unix_socket_directories=${dir} -c fsync=off -c full_page_writes=off -c max_connections=300${tls}${process.env.BROKER_TEST_PG_LOG ? ` -c log_statement=all -c log_line_prefix='%m [%p] '` : ''}`,
       'start',
     ]);
     if (r.status !== 0) throw new Error(`pg_ctl start failed: ${r.stderr}${r.stdout}`);
