@@ -171,12 +171,15 @@ describe.skipIf(noPostgres)('several instances on one PostgreSQL', () => {
       }
     });
 
-    it('`broker revoke <keyid>` and `broker list` against the database; no password shown', async () => {
+    it('GET /status, `broker list`, `broker doctor` and `broker revoke <keyid>` against the database; no password shown', async () => {
       const { servers, homes: hs } = await instances(2);
       entra.setAccessTokenTtl(3600);
       try {
         const { authid, keyid } = await connectAcross(servers[0]!, servers[1]!);
         for (const s of servers) expect((await refresh(s.url, authid)).status).toBe(200);
+        const status = await fetch(`${servers[1]!.url}/status`, { headers: { 'x-authid': authid } });
+        expect(status.status).toBe(200);
+        expect(await status.json()).toMatchObject({ keyid, state: 'active', account: { username: expect.any(String) } });
         const list = await run(['list', '--json'], { BROKER_HOME: hs[1]!, PGPASSWORD: 'not-shown-anywhere' });
         expect(list.code, list.stderr).toBe(0);
         expect((JSON.parse(list.stdout) as { keyid: string }[]).map((r) => r.keyid)).toEqual([keyid]);

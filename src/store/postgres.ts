@@ -260,14 +260,19 @@ export class PostgresStore implements Store {
    */
   async withRefreshLock<T>(keyid: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
     let ran = false;
+    let done: { value: T } | undefined;
     try {
       return (await this.locks.begin(async (tx) => {
         await tx.unsafe(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(waitMs))}`);
         await tx`SELECT pg_advisory_xact_lock(${LOCK_CLASS}, hashtext(${keyid}))`;
         ran = true;
-        return fn();
+        done = { value: await fn() };
+        return done.value;
       })) as T;
     } catch (e) {
+      // The work is done and saved (its writes went through the main pool); only ending
+      // the lock's transaction failed, and the lock ends with its connection anyway.
+      if (done) return done.value;
       if (ran || e instanceof BrokerError) throw e;
       if ((e as { code?: string; errno?: string }).errno === '55P03' || /lock timeout/i.test(String((e as Error).message))) {
         throw new BrokerError('conflict', 'Another instance is refreshing this connection and has not finished in time.', { hint: 'Try again.' });
