@@ -2,12 +2,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureHome, STORE_FILE } from '../config/home.ts';
 import { envValue, OPTIONS } from '../config/options.ts';
-import { readSettings } from '../config/settings.ts';
+import { DATABASE_PASSWORD_CREDENTIAL, readSettings } from '../config/settings.ts';
 import { BrokerError } from '../errors.ts';
 import { SqliteStore } from '../store/store.ts';
 import type { Store } from '../store/types.ts';
-
-export const DATABASE_PASSWORD_CREDENTIAL = 'database-password';
 
 /** Where the store is: a PostgreSQL URL (BROKER_DATABASE_URL, else the setting), or null for BROKER_HOME's SQLite file. */
 export function databaseUrl(home: string, env: Record<string, string | undefined>): string | null {

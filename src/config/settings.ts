@@ -104,6 +104,8 @@ export function readSettings(home: string): Partial<Settings> {
 }
 
 export const CLIENT_SECRET_CREDENTIAL = 'client-secret';
+/** The PostgreSQL user's password (cli/store-file.ts reads it). */
+export const DATABASE_PASSWORD_CREDENTIAL = 'database-password';
 
 /**
  * A systemd credential: $CREDENTIALS_DIRECTORY/<name>, set up by LoadCredential=
