@@ -260,24 +260,41 @@ export class PostgresStore implements Store {
    */
   async withRefreshLock<T>(keyid: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
     let ran = false;
+    let abandoned = false;
     let done: { value: T } | undefined;
+    const timedOut = () => new BrokerError('conflict', 'Another refresh of this connection has not finished in time.', { hint: 'Try again.' });
+    // The lock wait is bounded by lock_timeout; this bounds the wait for a connection of
+    // the lock pool too (every one busy with other refreshes). A transaction that gets
+    // its connection after the caller gave up does nothing.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const giveUp = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        if (ran) return;
+        abandoned = true;
+        reject(timedOut());
+      }, waitMs + 1000);
+    });
+    const locked = this.locks.begin(async (tx) => {
+      if (abandoned) return undefined as T;
+      await tx.unsafe(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(waitMs))}`);
+      await tx`SELECT pg_advisory_xact_lock(${LOCK_CLASS}, hashtext(${keyid}))`;
+      if (abandoned) return undefined as T;
+      ran = true;
+      done = { value: await fn() };
+      return done.value;
+    });
     try {
-      return (await this.locks.begin(async (tx) => {
-        await tx.unsafe(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(waitMs))}`);
-        await tx`SELECT pg_advisory_xact_lock(${LOCK_CLASS}, hashtext(${keyid}))`;
-        ran = true;
-        done = { value: await fn() };
-        return done.value;
-      })) as T;
+      return (await Promise.race([locked, giveUp])) as T;
     } catch (e) {
       // The work is done and saved (its writes went through the main pool); only ending
       // the lock's transaction failed, and the lock ends with its connection anyway.
       if (done) return done.value;
       if (ran || e instanceof BrokerError) throw e;
-      if ((e as { code?: string; errno?: string }).errno === '55P03' || /lock timeout/i.test(String((e as Error).message))) {
-        throw new BrokerError('conflict', 'Another instance is refreshing this connection and has not finished in time.', { hint: 'Try again.' });
-      }
+      if ((e as { errno?: string }).errno === '55P03' || /lock timeout/i.test(String((e as Error).message))) throw timedOut();
       throw storeError(e);
+    } finally {
+      clearTimeout(timer);
+      locked.catch(() => {});
     }
   }
 

@@ -1,7 +1,8 @@
 /**
- * Point 5 of issue 11, in process: two token services on one PostgreSQL learn of
- * revocations and rotations by LISTEN/NOTIFY, so that a cache hit needs no round
- * trip; while the listening connection is down, every request reads the row.
+ * The PostgreSQL store in process (issue 11). Point 5: two token services on one
+ * database learn of revocations and rotations by LISTEN/NOTIFY, so that a cache hit
+ * needs no round trip; while the listening connection is down, every request reads
+ * the row. Also: TLS to the server (sslmode), and the refresh lock's bounds.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../src/broker/broker.ts';
@@ -14,7 +15,7 @@ import { PostgresStore } from '../src/store/postgres.ts';
 import { type Cluster, postgresMissing, startCluster } from './support/postgres.ts';
 import { unavailable } from './support/requires.ts';
 
-const noPostgres = unavailable('changes.test.ts', 'the change-feed tests', postgresMissing());
+const noPostgres = unavailable('postgres-store.test.ts', 'the change-feed tests', postgresMissing());
 
 /** A store that counts its row reads. */
 function counting(store: PostgresStore): { store: PostgresStore; reads: () => number } {
@@ -173,6 +174,44 @@ describe.skipIf(noPostgres)('TLS to the server (sslmode)', () => {
       } finally {
         await store.close();
       }
+    }
+  });
+});
+
+describe.skipIf(noPostgres)('the refresh lock across instances', () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await startCluster();
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.destroy();
+  });
+
+  it('one holder at a time per connection; a waiter runs after it; a wait past its bound is a conflict; other connections do not wait', async () => {
+    const url = await cluster.createDatabase();
+    const [a, b] = await Promise.all([PostgresStore.open(url), PostgresStore.open(url)]);
+    try {
+      const events: string[] = [];
+      const hold = (name: string, ms: number) => async () => {
+        events.push(`${name} start`);
+        await new Promise((r) => setTimeout(r, ms));
+        events.push(`${name} end`);
+        return name;
+      };
+      const first = a.withRefreshLock('bk1same', 5000, hold('a', 600));
+      await new Promise((r) => setTimeout(r, 100));
+      const t0 = Date.now();
+      const late = b.withRefreshLock('bk1same', 200, hold('late', 0)).catch((e: { code?: string }) => e.code);
+      const other = b.withRefreshLock('bk1other', 200, hold('other', 0));
+      const second = b.withRefreshLock('bk1same', 5000, hold('b', 0));
+      expect(await other).toBe('other');
+      expect(await late).toBe('conflict');
+      expect(Date.now() - t0).toBeLessThan(1500);
+      expect(await first).toBe('a');
+      expect(await second).toBe('b');
+      expect(events.filter((e) => !e.startsWith('other'))).toEqual(['a start', 'a end', 'b start', 'b end']);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
     }
   });
 });
