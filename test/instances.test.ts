@@ -355,6 +355,7 @@ describe.skipIf(noPostgres)('several instances on one PostgreSQL', () => {
           else await new Promise((res) => setTimeout(res, 250));
         }
         expect(recovered).toBeGreaterThan(0);
+        expect(b.stderr()).toMatch(/store\.changes_down/);
         expect((await refresh(a.url, authid)).status).toBe(200);
       } finally {
         entra.setAccessTokenTtl(30);

@@ -107,9 +107,11 @@ export class TokenService {
         const hit = this.cache.get(keyid);
         if (hit && hit.version !== version) this.cache.delete(keyid);
       },
-      () => {
+      (live) => {
         this.epoch++;
         this.heads.clear();
+        if (live) this.ctx.log.info('store.changes_up');
+        else this.ctx.log.warn('store.changes_down', { hint: 'reading the row on every request until the listening connection is back' });
       },
     );
   }
