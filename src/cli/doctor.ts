@@ -68,9 +68,9 @@ export async function doctorCommand(io: Io, deps: { fetch: typeof fetch; timeout
     }
   });
 
-  if (settings) {
+  if (settings?.clientId) {
     const s = settings;
-    const tokenUrl = MICROSOFT.tokenUrl(s.authority, s.tenant);
+    const tokenUrl = MICROSOFT.defaults(s).tokenUrl;
     let reached: Response | undefined;
     await check('authority', async () => {
       // A deliberately invalid code: Microsoft checks the client before the code,

@@ -36,7 +36,7 @@ export async function revokeCommand(home: string, io: Io, target: string, now: (
       return;
     }
     io.out(`Revoked ${keyid}: its sealed refresh token is deleted and the AuthID stops working at once.`);
-    io.out(`To also remove the app's access at Microsoft, open ${MICROSOFT.consentManagementUrl} → Apps and services that can access your data.`);
+    io.out(`To also remove the app's access at Microsoft, open ${MICROSOFT.accessUrl} → Apps and services that can access your data.`);
   } finally {
     store.close();
   }

@@ -8,7 +8,7 @@ import { json, page } from '../respond.ts';
 
 /** GET /revoke: the form. */
 export function revokeForm(x: Exchange, { broker }: Deps): Response {
-  return page(x, broker.ctx.config, 200, revokePage({ nonce: x.nonce, consentUrl: MICROSOFT.consentManagementUrl }));
+  return page(x, broker.ctx.config, 200, revokePage({ nonce: x.nonce, consentUrl: MICROSOFT.accessUrl }));
 }
 
 /** POST /revoke, POST /revoked: revoke by authid (form or X-AuthID); a page for a browser, JSON for a script. */
@@ -17,7 +17,7 @@ export async function revoke(x: Exchange, { broker }: Deps): Promise<Response> {
   const authid = x.req.headers.get('x-authid') || field(form, 'authid', 600);
   const browser = wantsHtml(x.req);
   const answerPage = (status: number, said: { done?: string; error?: string }, err?: BrokerError) =>
-    page(x, broker.ctx.config, status, revokePage({ nonce: x.nonce, consentUrl: MICROSOFT.consentManagementUrl, ...said }), err);
+    page(x, broker.ctx.config, status, revokePage({ nonce: x.nonce, consentUrl: MICROSOFT.accessUrl, ...said }), err);
   try {
     if (!authid) throw missingAuthId('Send it in the X-AuthID header or the authid form field.');
     const r = broker.revokeWithAuthId(authid, x.client.address);

@@ -13,10 +13,17 @@ export function start(x: Exchange, { broker }: Deps): Response {
   // and it is bound to this browser by a cookie that POST /login must present.
   const fetchToken =
     FetchTokens.valid(token) && fromAllowedOrigin(x.req, broker.ctx.config.allowedOrigins) && broker.fetchTokens.register(token, x.client) ? token : undefined;
-  if (type !== null && !findService(type)) {
-    return page(x, broker.ctx.config, 404, unknownServicePage({ nonce: x.nonce, requested: type, services: broker.login.services() }));
-  }
   const services = broker.login.services(type);
+  if (type !== null && (!findService(type) || services[0]?.id !== type)) {
+    // A known type whose provider has no app here gets a page that names the provider.
+    const known = findService(type);
+    return page(
+      x,
+      broker.ctx.config,
+      404,
+      unknownServicePage({ nonce: x.nonce, requested: type, provider: known?.provider.name, services: broker.login.services() }),
+    );
+  }
   const res = page(
     x,
     broker.ctx.config,
