@@ -140,8 +140,9 @@ export class LoginFlow {
     if (p.error) {
       // Only the error code, never Microsoft's description: it is shown in a page and may echo input.
       const code = /^[a-z_]{1,64}$/.test(p.error) ? p.error : 'error';
-      throw new BrokerError('login_failed', `${pending?.service.provider.name ?? 'The provider'} did not complete the login (${code}).`, {
-        hint: "Start again from the broker's start page.",
+      const provider = pending?.service.provider;
+      throw new BrokerError('login_failed', `${provider?.name ?? 'The provider'} did not complete the login (${code}).`, {
+        hint: provider?.authorizeErrorHints?.[code] ?? "Start again from the broker's start page.",
       });
     }
     if (!pending || pending.expiresAt < ctx.now()) {

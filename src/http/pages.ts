@@ -176,17 +176,19 @@ ${p.detail ? `<p class="muted">${rich(p.detail)}</p>` : ''}
   return layout({ title: p.title, nonce: p.nonce, body });
 }
 
-export function revokePage(p: { nonce: string; consentUrl: string; error?: string; done?: string }): string {
+export function revokePage(p: { nonce: string; consentUrl: string; error?: string; done?: string; more?: string }): string {
   const body = `
 <h1>Revoke an AuthID</h1>
 <p class="muted">The broker deletes the sealed connection at once; the AuthID stops working immediately.</p>
 ${p.error ? `<div class="error" role="alert">${rich(p.error)}</div>` : ''}
 ${p.done ? `<p class="ok" role="status"><strong>${esc(p.done)}</strong></p>` : ''}
+${p.more ? `<p role="status">${esc(p.more)}</p>` : ''}
 <form method="post" action="/revoked">
 <label for="authid">AuthID</label>
 <input id="authid" name="authid" type="password" autocomplete="off" required>
 <button type="submit">Revoke</button>
 </form>
+<p class="muted">For Google, Dropbox and Box connections the broker also revokes the grant at the provider.</p>
 <h2>Also remove the app's access at Microsoft</h2>
 <p class="muted">Microsoft has no way for the broker to cancel its tokens. Open <a href="${esc(p.consentUrl)}" rel="noreferrer noopener">account.microsoft.com → Privacy</a> → <em>Apps and services that can access your data</em> and remove the app; work accounts: <em>myapps.microsoft.com</em> or your administrator.</p>`;
   return layout({ title: 'Revoke', nonce: p.nonce, body });

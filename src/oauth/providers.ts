@@ -72,6 +72,8 @@ export interface Provider {
   signInAgainNote?(ageDays: number): string | undefined;
   /** What the pages say about this provider, once. */
   readonly note?: string;
+  /** The owner's fix for an `error` the provider sends back to the redirect URI, where it has a known cause. */
+  readonly authorizeErrorHints?: Readonly<Record<string, string>>;
 }
 
 export interface Service {
@@ -145,6 +147,10 @@ const DROPBOX: Provider = {
   refreshTokens: 'reusable',
   revocation: 'bearer-access',
   accessUrl: 'https://www.dropbox.com/account/connected_apps',
+  authorizeErrorHints: {
+    invalid_scope:
+      "The broker's owner must enable files.content.write, files.content.read, files.metadata.read and files.metadata.write on the Dropbox app's Permissions tab (and Submit), then connect again.",
+  },
   judge: judgeOAuth('Dropbox', {
     client: {
       invalid_scope:
@@ -168,6 +174,10 @@ const BOX: Provider = {
   refreshTokens: 'single-use',
   revocation: 'client-token',
   accessUrl: 'https://app.box.com/account/security',
+  authorizeErrorHints: {
+    unauthorized_client: 'The Box app must be a Platform App with "User Authentication (OAuth 2.0)"; that choice cannot be changed, so create a new app.',
+    invalid_scope: 'Enable "Read and write all files and folders stored in Box" under the Box app\'s Application Scopes.',
+  },
   judge: judgeOAuth('Box', {
     grant: 'the grant was revoked, or was not used for 60 days',
     client: { unauthorized_client: 'the app is not a "User Authentication (OAuth 2.0)" app' },

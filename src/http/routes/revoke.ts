@@ -5,6 +5,21 @@ import type { Deps, Exchange } from '../exchange.ts';
 import { revokePage } from '../pages.ts';
 import { field, missingAuthId, readForm, wantsHtml } from '../request.ts';
 import { json, page } from '../respond.ts';
+import type { ProviderRevocation } from '../../broker/revoke.ts';
+
+/** What happened at the provider, in one sentence (also for the CLI). */
+export function atProviderSentence(p: ProviderRevocation): string | undefined {
+  switch (p.done) {
+    case 'revoked':
+      return `${p.provider} confirmed: the grant is revoked there too.`;
+    case 'failed':
+      return `${p.error.message} ${p.error.hint ?? ''}`.trim();
+    case 'manual':
+      return `${p.provider} has no way for the broker to cancel the grant: remove the app's access at ${p.url}`;
+    case 'nothing':
+      return undefined;
+  }
+}
 
 /** GET /revoke: the form. */
 export function revokeForm(x: Exchange, { broker }: Deps): Response {
@@ -20,11 +35,19 @@ export async function revoke(x: Exchange, { broker }: Deps): Promise<Response> {
     page(x, broker.ctx.config, status, revokePage({ nonce: x.nonce, consentUrl: MICROSOFT.accessUrl, ...said }), err);
   try {
     if (!authid) throw missingAuthId('Send it in the X-AuthID header or the authid form field.');
-    const r = broker.revokeWithAuthId(authid, x.client.address);
+    const r = await broker.revokeWithAuthId(authid, x.client.address);
     x.keyid = r.keyid;
     const text = r.alreadyRevoked ? 'This AuthID was already revoked.' : 'The AuthID is revoked; the connection is deleted.';
-    if (browser) return answerPage(200, { done: text });
-    return json({ revoked: true, keyid: r.keyid, already_revoked: r.alreadyRevoked });
+    const there = atProviderSentence(r.atProvider);
+    if (browser) return answerPage(200, { done: text, ...(there ? (r.atProvider.done === 'failed' ? { error: there } : { more: there }) : {}) });
+    const p = r.atProvider;
+    return json({
+      revoked: true,
+      keyid: r.keyid,
+      already_revoked: r.alreadyRevoked,
+      ...(p.done === 'nothing' ? {} : { provider: p.provider, provider_revoked: p.done === 'revoked' }),
+      ...(there && p.done !== 'revoked' ? { provider_message: there } : {}),
+    });
   } catch (err) {
     const e = asBrokerError(err);
     if (!browser || HTTP_STATUS[e.code] >= 500) throw e;
