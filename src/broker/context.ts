@@ -81,7 +81,12 @@ export const UPSTREAM_BUDGET_MS = 20_000;
  * The token endpoint of a service, as this broker's app, with at most `budgetMs`
  * for the call; `tokenUrl` when the login named another host (pCloud, checked by the caller).
  */
-export function tokenClient(ctx: BrokerContext, service: Service, budgetMs = Number.POSITIVE_INFINITY, tokenUrl?: string): TokenClient {
+export function tokenClient(
+  ctx: Pick<BrokerContext, 'config' | 'fetch'>,
+  service: Service,
+  budgetMs = Number.POSITIVE_INFINITY,
+  tokenUrl?: string,
+): TokenClient {
   const { config } = ctx;
   const perCall = config.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS;
   const app = appOf(config, service.provider);

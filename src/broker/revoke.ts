@@ -20,7 +20,7 @@ export type ProviderRevocation =
   | { done: 'manual'; provider: string; url: string }
   | { done: 'nothing' };
 
-export async function revokeGrantAtProvider(ctx: BrokerContext, grant: SealedGrant): Promise<ProviderRevocation> {
+export async function revokeGrantAtProvider(ctx: Pick<BrokerContext, 'config' | 'fetch' | 'now' | 'log'>, grant: SealedGrant): Promise<ProviderRevocation> {
   const service = findService(grant.service);
   if (!service) return { done: 'nothing' };
   const provider = service.provider;

@@ -14,6 +14,11 @@ export type InitOptions = { nonInteractive?: boolean } & Record<string, string |
 
 export type Answers = Partial<Settings> & {
   passcode?: string;
+  /** Whose app the answers are (`--provider`); Microsoft's when absent. */
+  provider?: string;
+  authorizeUrl?: string;
+  tokenUrl?: string;
+  revokeUrl?: string;
   /** The wizard's "generate a new one": replace the kept passcode, shown once after the settings are written. */
   newPasscode?: boolean;
 };
