@@ -30,7 +30,12 @@ export async function initCommand(flags: InitOptions, io: Io): Promise<void> {
   const app = provider === 'microsoft' ? noEndpointFlags(answers) : takeApp(answers);
   const next = merge(answers, old, flags);
   if (app) next.providers = { ...old.providers, [provider]: { ...old.providers?.[provider as OtherProviderId], ...app } };
+  // The wizard may set up several providers' apps in one run.
+  for (const [id, a] of Object.entries(answers.apps ?? {})) next.providers = { ...next.providers, [id]: { ...next.providers?.[id as OtherProviderId], ...a } };
+  for (const id of Object.keys(answers.apps ?? {})) requireApp(next, id as ProviderId);
+  const apps = [...(next.clientId ? ['microsoft'] : []), ...otherApps(next)];
   requireApp(next, provider);
+  delete (next as Record<string, unknown>).apps;
   const newPasscode = await setPasscode(next, answers);
   const problems = validateSettings(next, { requireSecret: true });
   if (problems.length) throw new BrokerError('usage', `Invalid settings: ${problems.join('; ')}.`, { hint: 'Fix the flags and run `broker init` again.' });
@@ -42,7 +47,6 @@ export async function initCommand(flags: InitOptions, io: Io): Promise<void> {
       ? `Redirect URI to register in Entra (platform Web): ${next.publicUrl}/logged-in`
       : `Redirect URI to register at ${PROVIDERS[provider].name}: ${next.publicUrl}/logged-in`,
   );
-  const apps = [...(next.clientId ? ['microsoft'] : []), ...otherApps(next)];
   io.out(`Apps set up: ${apps.join(', ')}.`);
   if (newPasscode) {
     io.out(`Connect passcode (shown once; needed to create connections): ${newPasscode}`);
