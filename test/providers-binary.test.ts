@@ -166,6 +166,31 @@ describe('Box through the binary: single-use refresh tokens never lost, revoked 
     for (const c of [a, b, k]) expect((await fetch(`${served.url}/refresh`, { headers: { 'x-authid': c.authid } })).status).toBe(410);
   });
 
+  it('a running serve picks up a Google app added by `init --provider google` (settings reload), and Box keeps working', async () => {
+    served ??= await serve(home);
+    const google = await startStandIn(GOOGLE);
+    try {
+      const before = await (await fetch(`${served.url}/?type=gcs`)).text();
+      expect(before).toContain('no Google app set up');
+      const port = Number(new URL(served.url).port);
+      const r = await initProvider(home, google, port);
+      expect(r.code, r.stderr).toBe(0);
+      let page = '';
+      for (let i = 0; i < 100 && !page.includes('<optgroup label="Google">'); i++) {
+        await new Promise((res) => setTimeout(res, 100));
+        page = await (await fetch(`${served.url}/`)).text();
+      }
+      expect(page).toContain('<optgroup label="Google">');
+      expect(page).toContain('<optgroup label="Box">');
+      const c = await connectOverHttp(served.url, PASSCODE, google.login, { service: 'gcs' });
+      expect((await fetch(`${served.url}/refresh`, { headers: { 'x-authid': c.authid } })).status).toBe(200);
+      expect(served.stderr()).not.toContain(google.clientSecret);
+      expect(served.stderr()).not.toContain(box.clientSecret);
+    } finally {
+      await google.close();
+    }
+  });
+
   it('a failed call at Box is reported naming Box, with another exit code, and the local revoke still happens', async () => {
     served ??= await serve(home);
     const c = await connectOverHttp(served.url, PASSCODE, box.login, { service: 'box.com', username: 'f' });
