@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectOverHttp, freePort, newHome, run, serve, type Served } from './support/binary.ts';
+import { DuplicatiError, duplicatiGetToken, loginUrl } from './support/duplicati-client.ts';
 import { PASSCODE } from './support/passcode.ts';
 import { BOX, GOOGLE } from './support/providers/presets.ts';
 import { type StandIn, startStandIn } from './support/providers/stand-in.ts';
@@ -143,6 +144,30 @@ describe('Box through the binary: single-use refresh tokens never lost, revoked 
     expect(last.status, last.headers.get('x-reason') ?? '').toBe(200);
     expect(box.stats.refreshes).toBe(4);
     expect(box.stats.reuse).toBe(0);
+    box.setAccessTokenTtl(3600);
+  });
+
+  it("Duplicati's client: its login link lands on the Box start page, /refresh answers as for Microsoft, a dead grant says sign in again naming Box", async () => {
+    served ??= await serve(home);
+    const oauthUrl = `${served.url}/refresh`;
+    const start = await fetch(loginUrl(oauthUrl, 'box.com'));
+    expect(start.status).toBe(200);
+    const page = await start.text();
+    expect(page).toMatch(/<option value="box.com" selected>/);
+    expect(page).toContain('Continue to Box');
+    const c = await connectOverHttp(served.url, PASSCODE, box.login, { service: 'box.com', username: 'duplicati' });
+    const got = await duplicatiGetToken(oauthUrl, c.authid, { module: 'box.com' });
+    expect(got.body).toMatchObject({ type: 'box.com', token_type: 'Bearer' });
+    expect(got.attempts).toBe(1);
+    box.expireAll();
+    box.setAccessTokenTtl(30);
+    const d = await connectOverHttp(served.url, PASSCODE, box.login, { service: 'box.com', username: 'duplicati-2' });
+    box.expireAll();
+    const err = await duplicatiGetToken(oauthUrl, d.authid, { module: 'box.com' }).catch((e: DuplicatiError) => e);
+    expect(err).toBeInstanceOf(DuplicatiError);
+    expect((err as DuplicatiError).status).toBe(400);
+    expect((err as DuplicatiError).message).toContain('Box asks you to sign in again');
+    expect((err as DuplicatiError).message).toContain('?type=box.com');
     box.setAccessTokenTtl(3600);
   });
 
