@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { appOf } from '../src/broker/context.ts';
+import { connectionWarnings, DAY_MS, idleExpiresAt } from '../src/broker/lifecycle.ts';
 import { brokerConfig } from '../src/cli/open.ts';
 import { loadSettings, validateSettings, type Settings } from '../src/config/settings.ts';
 import { endpointsOf, MICROSOFT, PROVIDERS } from '../src/oauth/providers.ts';
@@ -93,5 +94,36 @@ describe('providers other than Microsoft', () => {
 
   it('no app at all is still an error naming the Microsoft flags', () => {
     expect(validateSettings({ ...BASE }, { requireSecret: true })).toEqual(['client-id is missing', 'client-secret is missing']);
+  });
+});
+
+describe("each provider's idle limit (list, /status)", () => {
+  const conn = (service: string, idleDays: number) => ({
+    keyid: 'k',
+    service,
+    createdAt: 0,
+    lastRefreshAt: 0,
+    lastUsedAt: null,
+    state: 'active' as const,
+    stateReason: null,
+    now: idleDays * DAY_MS,
+  });
+
+  it.each([
+    ['onedrivev2', 59, null],
+    ['onedrivev2', 61, 'Microsoft ends this connection on 1970-04-01'],
+    ['box.com', 31, 'Box ends this connection on 1970-03-02'],
+    ['googledrive', 160, 'Google ends this connection on 1970-07-02'],
+    ['dropbox', 400, null],
+  ])('%s idle %i days → %s', (service, days, warning) => {
+    const c = conn(service, days);
+    const w = connectionWarnings(c as never, c.now);
+    if (warning === null) expect(w).toEqual([]);
+    else expect(w[0]).toContain(warning);
+  });
+
+  it('Dropbox and pCloud have none', () => {
+    expect(idleExpiresAt({ service: 'dropbox', createdAt: 0, lastRefreshAt: null })).toBeNull();
+    expect(idleExpiresAt({ service: 'box.com', createdAt: 0, lastRefreshAt: null })).toBe(60 * DAY_MS);
   });
 });

@@ -56,7 +56,7 @@ export function listCommand(home: string, io: Io, opts: { json?: boolean }, now:
       day(c.createdAt),
       c.lastRefreshAt ? day(c.lastRefreshAt) : 'never',
       c.lastUsedAt ? day(c.lastUsedAt) : 'never',
-      c.state === 'active' ? `in ${Math.max(0, Math.floor((idleExpiresAt(c) - t) / DAY_MS))} days` : '-',
+      c.state === 'active' ? idleIn(idleExpiresAt(c), t) : '-',
     ]),
   ];
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
@@ -84,6 +84,10 @@ function appsLine(s: Partial<Settings>): string {
       return `${PROVIDERS[a.id].name} (client id ${a.clientId}${a.expires ? `, secret expires ${a.expires}` : ''}; ${services})`;
     })
     .join('; ');
+}
+
+function idleIn(ends: number | null, t: number): string {
+  return ends === null ? 'none' : `in ${Math.max(0, Math.floor((ends - t) / DAY_MS))} days`;
 }
 
 function iso(ms: number | null): string | null {

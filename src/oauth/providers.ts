@@ -66,6 +66,8 @@ export interface Provider {
   readonly tokenHosts?: readonly string[];
   /** Where the owner removes the app's access at the provider by hand. */
   readonly accessUrl: string;
+  /** A grant not refreshed for this many days ends at the provider (none: no such limit). */
+  readonly idleDays?: number;
   /** The provider's token errors, read into the broker's three cases. */
   readonly judge: Judge;
   /** Said with a provider's "sign in again", given the connection's age in days, when the age explains it. */
@@ -105,6 +107,7 @@ export const MICROSOFT: Provider = {
   refreshTokens: 'rotating',
   revocation: 'none',
   accessUrl: 'https://account.microsoft.com/privacy',
+  idleDays: 90,
   judge: judgeMicrosoft,
 };
 
@@ -124,6 +127,7 @@ const GOOGLE: Provider = {
   refreshTokens: 'reusable',
   revocation: 'token',
   accessUrl: 'https://myaccount.google.com/permissions',
+  idleDays: 182,
   judge: judgeOAuth('Google', { grant: 'the grant was revoked, has expired, or was not used for 6 months' }),
   signInAgainNote: (days) =>
     days >= 6 && days < 8
@@ -174,6 +178,7 @@ const BOX: Provider = {
   refreshTokens: 'single-use',
   revocation: 'client-token',
   accessUrl: 'https://app.box.com/account/security',
+  idleDays: 60,
   authorizeErrorHints: {
     unauthorized_client: 'The Box app must be a Platform App with "User Authentication (OAuth 2.0)"; that choice cannot be changed, so create a new app.',
     invalid_scope: 'Enable "Read and write all files and folders stored in Box" under the Box app\'s Application Scopes.',
