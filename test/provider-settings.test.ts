@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { appOf } from '../src/broker/context.ts';
-import { connectionWarnings, DAY_MS, idleExpiresAt } from '../src/broker/lifecycle.ts';
+import { appSecretWarnings, connectionWarnings, DAY_MS, idleExpiresAt } from '../src/broker/lifecycle.ts';
 import { brokerConfig } from '../src/cli/open.ts';
 import { loadSettings, validateSettings, type Settings } from '../src/config/settings.ts';
 import { endpointsOf, MICROSOFT, PROVIDERS } from '../src/oauth/providers.ts';
@@ -125,5 +125,21 @@ describe("each provider's idle limit (list, /status)", () => {
   it('Dropbox and pCloud have none', () => {
     expect(idleExpiresAt({ service: 'dropbox', createdAt: 0, lastRefreshAt: null })).toBeNull();
     expect(idleExpiresAt({ service: 'box.com', createdAt: 0, lastRefreshAt: null })).toBe(60 * DAY_MS);
+  });
+});
+
+describe('secret expiry, per app', () => {
+  it("each app's own reminder, naming its provider and the init command that fixes it; Microsoft's as before", () => {
+    const w = appSecretWarnings(
+      {
+        secretExpires: '1970-01-20',
+        providers: { box: { clientId: 'b', clientSecret: 's', secretExpires: '1970-01-10' }, google: { clientId: 'g', clientSecret: 's' } },
+      },
+      0,
+    );
+    expect(w).toEqual([
+      'The app secret expires in 19 days (1970-01-20). Create a new secret in Entra and run `broker init` again before then.',
+      'The Box app secret expires in 9 days (1970-01-10). Create a new secret in the Box console and run `broker init --provider box` again before then.',
+    ]);
   });
 });

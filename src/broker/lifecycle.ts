@@ -1,4 +1,5 @@
-import { findService, MICROSOFT } from '../oauth/providers.ts';
+import { findService, MICROSOFT, PROVIDERS, type ProviderId } from '../oauth/providers.ts';
+import type { BrokerConfig } from './context.ts';
 import type { ConnectionInfo } from '../store/store.ts';
 
 /** Microsoft ends a refresh token that was not used for 90 days (AADSTS700082); other providers say their own (`idleDays`). */
@@ -45,4 +46,23 @@ export function secretWarning(secretExpires: string | undefined, now: number): s
   if (days === null || days > SECRET_WARNING_DAYS) return null;
   if (days < 0) return `The app secret expired on ${secretExpires}: every refresh fails. Create a new secret in Entra and run \`broker init\` again.`;
   return `The app secret expires in ${days} days (${secretExpires}). Create a new secret in Entra and run \`broker init\` again before then.`;
+}
+
+/** The secret warnings of every app the broker has, each naming its provider (Microsoft's as before). */
+export function appSecretWarnings(config: Pick<BrokerConfig, 'secretExpires' | 'providers'>, now: number): string[] {
+  const out: string[] = [];
+  const ms = secretWarning(config.secretExpires, now);
+  if (ms) out.push(ms);
+  for (const [id, app] of Object.entries(config.providers ?? {})) {
+    const days = secretDaysLeft(app?.secretExpires, now);
+    if (days === null || days > SECRET_WARNING_DAYS) continue;
+    const name = PROVIDERS[id as ProviderId]?.name ?? id;
+    const fix = `Create a new secret in the ${name} console and run \`broker init --provider ${id}\` again`;
+    out.push(
+      days < 0
+        ? `The ${name} app secret expired on ${app!.secretExpires}: every ${name} refresh fails. ${fix}.`
+        : `The ${name} app secret expires in ${days} days (${app!.secretExpires}). ${fix} before then.`,
+    );
+  }
+  return out;
 }

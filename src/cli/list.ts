@@ -1,4 +1,4 @@
-import { connectionWarnings, DAY_MS, idleExpiresAt, secretWarning } from '../broker/lifecycle.ts';
+import { appSecretWarnings, connectionWarnings, DAY_MS, idleExpiresAt } from '../broker/lifecycle.ts';
 import { otherApps, readSettings, type Settings } from '../config/settings.ts';
 import { PROVIDERS, SERVICES } from '../oauth/providers.ts';
 import type { Io } from './io.ts';
@@ -17,12 +17,7 @@ export function listCommand(home: string, io: Io, opts: { json?: boolean }, now:
   const t = now();
   const settings = readSettings(home);
   // Warnings go to stderr so that `--json` output stays parseable.
-  const secret = secretWarning(settings.secretExpires, t);
-  if (secret) sayWarning(io, secret);
-  for (const id of otherApps(settings)) {
-    const w = secretWarning(settings.providers?.[id]?.secretExpires, t);
-    if (w) sayWarning(io, `${PROVIDERS[id].name}: ${w}`);
-  }
+  for (const w of appSecretWarnings(settings, t)) sayWarning(io, w);
   for (const c of rows) for (const w of connectionWarnings(c, t)) sayWarning(io, `${c.keyid}: ${w}`);
   if (opts.json) {
     io.out(

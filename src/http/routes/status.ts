@@ -1,4 +1,4 @@
-import { connectionWarnings, idleExpiresAt, secretWarning } from '../../broker/lifecycle.ts';
+import { appSecretWarnings, connectionWarnings, idleExpiresAt } from '../../broker/lifecycle.ts';
 import type { Deps, Exchange } from '../exchange.ts';
 import { authIdFrom, missingAuthId } from '../request.ts';
 import { json } from '../respond.ts';
@@ -27,8 +27,7 @@ export function status(x: Exchange, { broker, now }: Deps): Response {
 /** GET /healthz: liveness and version, and what the owner should fix; no secrets. */
 export function healthz(_x: Exchange, { broker, now, version }: Deps): Response {
   const warnings: string[] = [];
-  const secret = secretWarning(broker.ctx.config.secretExpires, now());
-  if (secret) warnings.push(secret);
+  warnings.push(...appSecretWarnings(broker.ctx.config, now()));
   const unsaved = broker.tokens.unsavedCount();
   if (unsaved) {
     warnings.push(
