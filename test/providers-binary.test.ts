@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectOverHttp, freePort, newHome, run, serve, type Served } from './support/binary.ts';
 import { DuplicatiError, duplicatiGetToken, loginUrl } from './support/duplicati-client.ts';
 import { PASSCODE } from './support/passcode.ts';
-import { BOX, GOOGLE } from './support/providers/presets.ts';
+import { BOX, DROPBOX, GOOGLE, PCLOUD } from './support/providers/presets.ts';
 import { type StandIn, startStandIn } from './support/providers/stand-in.ts';
 
 const MICROSOFT_ID = '11111111-2222-3333-4444-555555555555';
@@ -227,5 +227,79 @@ describe('Box through the binary: single-use refresh tokens never lost, revoked 
     expect(r.stderr).toContain('Box did not confirm the revocation');
     expect(r.stdout).toContain(`Revoked ${c.keyid}`);
     expect((await fetch(`${served.url}/refresh`, { headers: { 'x-authid': c.authid } })).status).toBe(410);
+  });
+});
+
+describe.each([
+  ['google', 'googledocs', GOOGLE],
+  ['dropbox', 'dropbox', DROPBOX],
+  ['box', 'box.com', BOX],
+] as const)('%s through the binary: init, connect, refresh after expiry, restart, refresh again, revoke', (kind, service, behaviour) => {
+  let s: StandIn;
+  let served: Served | undefined;
+  beforeAll(async () => {
+    s = await startStandIn(behaviour);
+  });
+  afterAll(async () => {
+    await served?.stop('SIGKILL');
+    await s?.close();
+  });
+
+  it('the whole life of one connection, and the grant is dead at the provider after `broker revoke -`', async () => {
+    const home = newHome();
+    const r = await initProvider(home, s, await freePort());
+    expect(r.code, r.stderr).toBe(0);
+    served = await serve(home);
+    const page = await (await fetch(`${served.url}/`)).text();
+    expect(page).toContain(`value="${service}"`);
+    expect(page).not.toContain('value="onedrivev2"');
+    // 30 s tokens are below the broker's 35 s minimum: every /refresh after the first goes to the provider.
+    s.setAccessTokenTtl(30);
+    const c = await connectOverHttp(served.url, PASSCODE, s.login, { service });
+    s.resetStats();
+    const get = async () => {
+      const res = await fetch(`${served!.url}/refresh`, { headers: { 'x-authid': c.authid } });
+      expect(res.status, res.headers.get('x-reason') ?? '').toBe(200);
+      return (await res.json()) as { access_token: string; type: string };
+    };
+    expect((await get()).type).toBe(service);
+    await served.stop();
+    served = await serve(home);
+    expect((await get()).type).toBe(service);
+    expect(s.stats.refreshes).toBe(2);
+    expect(s.stats.reuse).toBe(0);
+    expect(s.stats.refused).toEqual([]);
+    const live = s.liveGrants();
+    const revoked = await run(['revoke', '-'], { BROKER_HOME: home }, { input: c.authid });
+    expect(revoked.code, revoked.stderr).toBe(0);
+    expect(revoked.stdout).toContain('confirmed: the grant is revoked there too');
+    expect(s.liveGrants()).toBe(live - 1);
+    expect((await fetch(`${served.url}/refresh`, { headers: { 'x-authid': c.authid } })).status).toBe(410);
+    expect(served.stderr()).not.toContain(s.clientSecret);
+  });
+});
+
+describe('pCloud through the binary', () => {
+  let s: StandIn;
+  let served: Served | undefined;
+  beforeAll(async () => {
+    s = await startStandIn(PCLOUD);
+  });
+  afterAll(async () => {
+    await served?.stop('SIGKILL');
+    await s?.close();
+  });
+
+  it('init, connect: the page shows the access token, the store holds nothing', async () => {
+    const home = newHome();
+    const r = await initProvider(home, s, await freePort());
+    expect(r.code, r.stderr).toBe(0);
+    served = await serve(home);
+    const c = await connectOverHttp(served.url, PASSCODE, s.login, { service: 'pcloud' });
+    expect(c.authid).toMatch(/^pcloud-at-/);
+    const list = await run(['list', '--json'], { BROKER_HOME: home });
+    expect(JSON.parse(list.stdout)).toEqual([]);
+    expect(served.stderr()).not.toContain(c.authid);
+    expect(served.stderr()).not.toContain(s.clientSecret);
   });
 });
