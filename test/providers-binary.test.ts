@@ -234,7 +234,7 @@ describe.each([
   ['google', 'googledocs', GOOGLE],
   ['dropbox', 'dropbox', DROPBOX],
   ['box', 'box.com', BOX],
-] as const)('%s through the binary: init, connect, refresh after expiry, restart, refresh again, revoke', (kind, service, behaviour) => {
+] as const)('%s through the binary: init, connect, refresh after expiry, restart, refresh again, revoke', (_kind, service, behaviour) => {
   let s: StandIn;
   let served: Served | undefined;
   beforeAll(async () => {
