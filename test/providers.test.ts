@@ -127,6 +127,38 @@ describe('Google (googledrive, googledocs, gcs)', () => {
   });
 });
 
+describe('the revoke page (a browser) says what happened at the provider', () => {
+  const h = useProviderHarness('google');
+  const revokeInBrowser = (authid: string) =>
+    h.app(
+      new Request(`${PUBLIC_URL}/revoked`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html', origin: PUBLIC_URL, 'sec-fetch-site': 'same-origin' },
+        body: new URLSearchParams({ authid }),
+      }),
+    );
+
+  it('confirmed by Google, or its failure shown as an error naming Google; revoked here either way', async () => {
+    const c = await h.connect('googledrive');
+    const ok = await revokeInBrowser(c.authid);
+    expect(ok.status).toBe(200);
+    const page = await ok.text();
+    expect(page).toContain('The AuthID is revoked');
+    expect(page).toContain('Google confirmed: the grant is revoked there too.');
+
+    const d = await h.connect('googledrive');
+    const app = h.broker.ctx.config.providers!.google!;
+    h.broker.ctx.config = { ...h.broker.ctx.config, providers: { google: { ...app, revokeUrl: 'http://127.0.0.1:9/revoke' } } };
+    const failed = await revokeInBrowser(d.authid);
+    expect(failed.status).toBe(200);
+    const text = await failed.text();
+    expect(text).toContain('The AuthID is revoked');
+    expect(text).toMatch(/class="error" role="alert">Google&#x27;s revocation endpoint could not be reached/);
+    expect(text).toContain('https://myaccount.google.com/permissions');
+    expect((await h.refresh(d.authid)).status).toBe(410);
+  });
+});
+
 describe('Box (box.com): single-use refresh tokens, never lost', () => {
   const h = useProviderHarness('box');
 

@@ -12,6 +12,8 @@ export interface ProviderError {
   errorCodes: number[];
   traceId?: string;
   correlationId?: string;
+  /** pCloud's error number (`result` ≠ 0 in an HTTP 200 answer). */
+  result?: number;
 }
 
 /** What the broker makes of one of a provider's errors, and why, in a few words. */
@@ -30,13 +32,13 @@ export type Judge = (p: ProviderError) => ProviderVerdict;
 export function parseProviderError(status: number, json: unknown): ProviderError {
   const o = (json && typeof json === 'object' ? json : {}) as Record<string, unknown>;
   const codes = Array.isArray(o.error_codes) ? o.error_codes.filter((n): n is number => typeof n === 'number') : [];
-  if (typeof o.result === 'number' && o.result !== 0 && codes.length === 0) codes.push(o.result);
   return {
     status,
     error: typeof o.error === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(o.error) ? o.error : '',
     errorCodes: codes,
     traceId: typeof o.trace_id === 'string' ? o.trace_id : undefined,
     correlationId: typeof o.correlation_id === 'string' ? o.correlation_id : undefined,
+    result: typeof o.result === 'number' && o.result !== 0 ? o.result : undefined,
   };
 }
 
@@ -105,7 +107,7 @@ export function judgeOAuth(name: string, reasons: { grant?: string; client?: Par
  * (a bad code, client id or secret), 4xxx is rate limiting, 5xxx an internal error.
  */
 export const judgePcloud: Judge = (p) => {
-  const n = p.errorCodes[0] ?? 0;
+  const n = p.result ?? 0;
   if (p.status >= 500 || n >= 4000 || (n === 0 && p.status !== 401)) return { code: 'upstream_error', why: "pCloud's token endpoint failed temporarily" };
   if (n === 2012 || n === 2000 || n === 1000 || p.status === 401) return { code: 'login_required', why: 'pCloud did not accept the sign-in' };
   return { code: 'app_misconfigured', why: `pCloud rejected the app (result ${n})` };

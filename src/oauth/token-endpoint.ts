@@ -99,12 +99,12 @@ async function tokenRequest(c: TokenClient, params: Record<string, string>): Pro
   return parseTokenResponse(json, c.provider);
 }
 
-/** `error (AADSTS…); trace id …`: what a person quotes to the provider's support. */
+/** `error (AADSTS…); trace id …` or pCloud's `result N`: what a person quotes to the provider's support. */
 function quoted(p: ProviderError): string {
-  const aadsts =
-    p.errorCodes.length && !p.error ? ` (result ${p.errorCodes.join(', ')})` : p.errorCodes.length ? ` (AADSTS${p.errorCodes.join(', AADSTS')})` : '';
   const trace = p.traceId ? `; trace id ${p.traceId}` : '';
-  return `${p.error || (p.errorCodes.length ? '' : `HTTP ${p.status}`)}${aadsts}${trace}`.trim();
+  if (p.result !== undefined && !p.error) return `result ${p.result}${trace}`;
+  const codes = p.errorCodes.length ? ` (AADSTS${p.errorCodes.join(', AADSTS')})` : '';
+  return `${p.error || `HTTP ${p.status}`}${codes}${trace}`;
 }
 
 /** Microsoft's reading of an error (kept for `broker doctor` and the tests that name it). */
