@@ -127,6 +127,15 @@ describe('Google (googledrive, googledocs, gcs)', () => {
   });
 });
 
+describe('Google, with the scope unticked on the consent screen', () => {
+  const h = useProviderHarness('google', { behaviour: { grantedScope: 'openid' } });
+
+  it('the login fails naming the scope, and no connection is made', async () => {
+    await expect(h.connect('googledrive')).rejects.toThrow(/Google did not grant https:\/\/www.googleapis.com\/auth\/drive.file/);
+    expect(h.store.countByState().reduce((a, r) => a + r.count, 0)).toBe(0);
+  });
+});
+
 describe('the revoke page (a browser) says what happened at the provider', () => {
   const h = useProviderHarness('google');
   const revokeInBrowser = (authid: string) =>

@@ -174,14 +174,12 @@ export class LoginFlow {
     }
     if (!tokens.refreshToken) {
       throw new BrokerError('login_failed', `${provider.name} sent no refresh token, so the broker could not keep this connection.`, {
-        hint:
-          provider.id === 'microsoft'
-            ? 'Make sure the app has the offline_access permission, then connect again.'
-            : 'Connect again; if it repeats, check the app at the provider.',
+        hint: provider.noRefreshTokenHint ?? 'Connect again; if it repeats, check the app at the provider.',
       });
     }
-    const missing = tokens.scope === undefined ? [] : service.scopes.filter((s) => s !== 'offline_access' && !tokens.scope!.split(' ').includes(s));
-    if (missing.length && provider.id !== 'microsoft') {
+    const granted = provider.grantedScopeChecked && tokens.scope !== undefined ? tokens.scope.split(' ') : undefined;
+    const missing = granted ? service.scopes.filter((s) => !granted.includes(s)) : [];
+    if (missing.length) {
       throw new BrokerError('login_failed', `${provider.name} did not grant ${missing.join(' ')}, which ${service.name} needs.`, {
         hint: "Connect again and leave every permission ticked on the consent screen; for Dropbox, enable the scopes on the app's Permissions tab first.",
       });

@@ -74,6 +74,10 @@ export interface Provider {
   signInAgainNote?(ageDays: number): string | undefined;
   /** What the pages say about this provider, once. */
   readonly note?: string;
+  /** The token response's `scope` lists what the user granted (granular consent): the login checks the service's scopes are there. */
+  readonly grantedScopeChecked?: true;
+  /** What to do when the code redemption brought no refresh token. */
+  readonly noRefreshTokenHint?: string;
   /** The owner's fix for an `error` the provider sends back to the redirect URI, where it has a known cause. */
   readonly authorizeErrorHints?: Readonly<Record<string, string>>;
 }
@@ -107,6 +111,7 @@ export const MICROSOFT: Provider = {
   refreshTokens: 'rotating',
   revocation: 'none',
   accessUrl: 'https://account.microsoft.com/privacy',
+  noRefreshTokenHint: 'Make sure the app has the offline_access permission, then connect again.',
   idleDays: 90,
   judge: judgeMicrosoft,
 };
@@ -127,6 +132,7 @@ const GOOGLE: Provider = {
   refreshTokens: 'reusable',
   revocation: 'token',
   accessUrl: 'https://myaccount.google.com/permissions',
+  grantedScopeChecked: true,
   idleDays: 182,
   judge: judgeOAuth('Google', { grant: 'the grant was revoked, has expired, or was not used for 6 months' }),
   signInAgainNote: (days) =>
@@ -151,6 +157,7 @@ const DROPBOX: Provider = {
   refreshTokens: 'reusable',
   revocation: 'bearer-access',
   accessUrl: 'https://www.dropbox.com/account/connected_apps',
+  grantedScopeChecked: true,
   authorizeErrorHints: {
     invalid_scope:
       "The broker's owner must enable files.content.write, files.content.read, files.metadata.read and files.metadata.write on the Dropbox app's Permissions tab (and Submit), then connect again.",

@@ -19,6 +19,8 @@ export interface StandInBehaviour {
   offlineWhen?: Record<string, string>;
   /** Google: a user who consented before gets a refresh token again only with prompt=consent. */
   reconsentParam?: [string, string];
+  /** What the user leaves ticked on a granular consent screen (Google): the token's `scope`, whatever was asked. */
+  grantedScope?: string;
   /** Scopes enabled on the app (Dropbox's Permissions tab): asking for others fails at authorize. */
   enabledScopes?: readonly string[];
   /** The error answer for a dead grant, as the provider words it. */
@@ -137,7 +139,7 @@ export async function startStandIn(b: StandInBehaviour, opts: { redirectUri?: (u
     if (offline && b.reconsentParam && consented.has(user) && q.get(b.reconsentParam[0]) !== b.reconsentParam[1]) offline = false;
     consented.add(user);
     const code = token(`${b.kind}-code`);
-    codes.set(code, { grant: { user, alive: true, scope, offline }, redirectUri, challenge: q.get('code_challenge') ?? undefined });
+    codes.set(code, { grant: { user, alive: true, scope: b.grantedScope ?? scope, offline }, redirectUri, challenge: q.get('code_challenge') ?? undefined });
     back.searchParams.set('code', code);
     if (b.hostnameCallback) {
       back.searchParams.set('locationid', '1');
