@@ -52,3 +52,17 @@ export async function revokeGrantAtProvider(ctx: Pick<BrokerContext, 'config' | 
     return { done: 'failed', provider: provider.name, error };
   }
 }
+
+/** What happened at the provider, in one sentence (the revoke page, its JSON, `broker revoke`). */
+export function atProviderSentence(p: ProviderRevocation): string | undefined {
+  switch (p.done) {
+    case 'revoked':
+      return `${p.provider} confirmed: the grant is revoked there too.`;
+    case 'failed':
+      return `${p.error.message} ${p.error.hint ?? ''}`.trim();
+    case 'manual':
+      return `${p.provider} has no way for the broker to cancel the grant: remove the app's access at ${p.url}`;
+    case 'nothing':
+      return undefined;
+  }
+}

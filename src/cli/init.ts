@@ -52,7 +52,7 @@ export async function initCommand(flags: InitOptions, io: Io): Promise<void> {
     io.out(`Connect passcode (shown once; needed to create connections): ${newPasscode}`);
   }
   if (Object.keys(old).length === 0) {
-    io.out(`Next: \`broker serve\` (or \`broker service install\` to run it as a service), then open ${next.publicUrl}/ to connect OneDrive.`);
+    io.out(`Next: \`broker serve\` (or \`broker service install\` to run it as a service), then open ${next.publicUrl}/ to connect a storage account.`);
   } else {
     io.out('A running `broker serve` applies the new settings within a few seconds (listen address, HTTPS on/off and metrics need a restart); see its log.');
   }

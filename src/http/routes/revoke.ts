@@ -5,21 +5,7 @@ import type { Deps, Exchange } from '../exchange.ts';
 import { revokePage } from '../pages.ts';
 import { field, missingAuthId, readForm, wantsHtml } from '../request.ts';
 import { json, page } from '../respond.ts';
-import type { ProviderRevocation } from '../../broker/revoke.ts';
-
-/** What happened at the provider, in one sentence (also for the CLI). */
-export function atProviderSentence(p: ProviderRevocation): string | undefined {
-  switch (p.done) {
-    case 'revoked':
-      return `${p.provider} confirmed: the grant is revoked there too.`;
-    case 'failed':
-      return `${p.error.message} ${p.error.hint ?? ''}`.trim();
-    case 'manual':
-      return `${p.provider} has no way for the broker to cancel the grant: remove the app's access at ${p.url}`;
-    case 'nothing':
-      return undefined;
-  }
-}
+import { atProviderSentence } from '../../broker/revoke.ts';
 
 /** GET /revoke: the form. */
 export function revokeForm(x: Exchange, { broker }: Deps): Response {
