@@ -277,6 +277,22 @@ describe.each([
     expect((await fetch(`${served.url}/refresh`, { headers: { 'x-authid': c.authid } })).status).toBe(410);
     expect(served.stderr()).not.toContain(s.clientSecret);
   });
+
+  it('`broker doctor` checks the app at the provider: accepted, then a wrong secret is named as the app misconfigured', async () => {
+    const home = newHome();
+    const r = await initProvider(home, s, await freePort());
+    expect(r.code, r.stderr).toBe(0);
+    const name = { google: 'Google', dropbox: 'Dropbox', box: 'Box' }[_kind];
+    const good = await run(['doctor'], { BROKER_HOME: home });
+    expect(good.stdout).toContain(`ok    ${name} app: client id and secret accepted by ${name}`);
+    const settings = settingsOf(home) as { providers: Record<string, Record<string, string>> };
+    settings.providers[_kind]!.clientSecret = 'a-wrong-secret';
+    writeFileSync(join(home, 'settings.json'), JSON.stringify(settings), { mode: 0o600 });
+    const bad = await run(['doctor'], { BROKER_HOME: home });
+    expect(bad.stdout).toContain(`FAIL  ${name} app: ${name} rejected the app (invalid_client) [invalid_client]`);
+    expect(bad.code).toBe(3);
+    expect(bad.stdout).not.toContain('a-wrong-secret');
+  });
 });
 
 describe('pCloud through the binary', () => {

@@ -40,7 +40,8 @@ export const PCLOUD: StandInBehaviour = {
   kind: 'pcloud',
   refreshTokens: 'none',
   grantError: { status: 200, body: { result: 2000, error: 'Log in failed.' } },
-  clientError: { status: 200, body: { result: 2012, error: 'Invalid client_id or client_secret.' } },
+  // pCloud's number for a wrong client is not documented: 1022 is this stand-in's choice (docs/providers.md).
+  clientError: { status: 200, body: { result: 1022, error: 'Invalid client_id or client_secret.' } },
   revocation: 'none',
   hostnameCallback: true,
 };
