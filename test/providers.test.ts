@@ -271,3 +271,19 @@ describe('pCloud: shows its access token and keeps nothing', () => {
     expect(h.standIn.stats.codeRedemptions).toBe(0);
   });
 });
+
+describe('a callback without state', () => {
+  const pcloud = useProviderHarness('pcloud', { behaviour: { dropState: true } });
+  const google = useProviderHarness('google', { behaviour: { dropState: true } });
+
+  it('pCloud (which drops it for some accounts): the login cookie finds the one pending pCloud login', async () => {
+    const c = await pcloud.connect('pcloud');
+    expect(c.authid).toMatch(/^pcloud-at-/);
+  });
+
+  it('Google (which always sends it): refused, and the code is never redeemed', async () => {
+    google.standIn.resetStats();
+    await expect(google.connect('googledrive')).rejects.toThrow(/login_state_invalid|400|unknown, was already used/);
+    expect(google.standIn.stats.codeRedemptions).toBe(0);
+  });
+});

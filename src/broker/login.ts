@@ -134,9 +134,10 @@ export class LoginFlow {
     hostname?: string | null;
   }): Promise<LoginResult> {
     const { ctx } = this;
-    const pending = p.state ? this.pending.get(p.state) : undefined;
+    const state = p.state || this.stateByCookie(p.cookieValue);
+    const pending = state ? this.pending.get(state) : undefined;
     // Single use: whatever happens next, this state is spent.
-    if (p.state && pending) this.pending.delete(p.state);
+    if (state && pending) this.pending.delete(state);
     if (p.error) {
       // Only the error code, never Microsoft's description: it is shown in a page and may echo input.
       const code = /^[a-z_]{1,64}$/.test(p.error) ? p.error : 'error';
@@ -207,6 +208,18 @@ export class LoginFlow {
     ctx.store.insert({ keyid: parsed.keyid, service: pending.service.id, checkTag: keys.checkTag, sealed: sealJson(ctx.sodium, keys.sealKey, grant), now });
     ctx.log.info('connection.created', { keyid: short(parsed.keyid), service: pending.service.id });
     return { authid, keyid: parsed.keyid, service: pending.service, account, extra: pending.extra };
+  }
+
+  /**
+   * A callback without `state` (pCloud drops it for some accounts): the one
+   * pending login of a provider that may do so, bound to this browser's cookie.
+   * The cookie is random and HttpOnly, so it carries the CSRF protection here.
+   */
+  private stateByCookie(cookieValue: string | null | undefined): string | undefined {
+    if (!cookieValue) return undefined;
+    const hash = sha256(cookieValue);
+    const found = [...this.pending].filter(([, v]) => v.service.provider.stateMayBeDropped && safeEqual(v.cookieHash, hash));
+    return found.length === 1 ? found[0]![0] : undefined;
   }
 
   private sweep(): void {

@@ -32,6 +32,8 @@ export interface StandInBehaviour {
   revocation: 'token' | 'client-token' | 'bearer-access' | 'none';
   /** Access-token lifetime in seconds; undefined: no `expires_in` (pCloud). */
   accessTokenTtl?: number;
+  /** The callback leaves `state` out (pCloud does, for some accounts). */
+  dropState?: boolean;
   /** pCloud: the callback names the API host (`hostname`, `locationid`), and errors are HTTP 200 with `result`. */
   hostnameCallback?: boolean;
 }
@@ -128,7 +130,7 @@ export async function startStandIn(b: StandInBehaviour, opts: { redirectUri?: (u
     if (q.get('response_type') !== 'code') return new Response('unsupported response_type', { status: 400 });
     const back = new URL(redirectUri);
     const state = q.get('state');
-    if (state !== null) back.searchParams.set('state', state);
+    if (state !== null && !b.dropState) back.searchParams.set('state', state);
     const scope = q.get('scope') ?? '';
     if (b.enabledScopes && scope.split(' ').some((s) => s && !b.enabledScopes!.includes(s))) {
       back.searchParams.set('error', 'invalid_scope');
