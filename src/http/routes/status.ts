@@ -19,7 +19,7 @@ export function status(x: Exchange, { broker, now }: Deps): Response {
     last_refresh_at: iso(record.lastRefreshAt),
     last_used_at: iso(record.lastUsedAt),
     idle_expires_at: record.state === 'active' ? iso(idleExpiresAt(record)) : null,
-    account: grant ? { username: grant.account.username ?? null, name: grant.account.name ?? null, tenant_id: grant.account.tid } : null,
+    account: grant ? { username: grant.account.username ?? null, name: grant.account.name ?? null, tenant_id: grant.account.tid ?? null } : null,
     warnings: connectionWarnings(record, now()),
   });
 }
