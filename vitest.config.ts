@@ -17,6 +17,8 @@ const UNIT = [
   'test/login.test.ts',
   'test/metrics.test.ts',
   'test/options.test.ts',
+  'test/provider-errors.test.ts',
+  'test/provider-settings.test.ts',
   'test/pages.test.ts',
   'test/rate-limit.test.ts',
   'test/readme.test.ts',

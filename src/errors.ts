@@ -68,9 +68,9 @@ export const ERRORS = {
   login_failed: { status: 400, exit: EXIT.auth, meaning: 'Microsoft did not complete the login; start again' },
   id_token_invalid: { status: 400, exit: EXIT.auth, meaning: "Microsoft's id_token failed a check; start again" },
   // Microsoft's answers.
-  login_required: { status: 400, exit: EXIT.auth, meaning: 'Microsoft wants a new sign-in; create a new AuthID' },
-  app_misconfigured: { status: 502, exit: EXIT.config, meaning: "Microsoft rejected the broker's app registration; its owner must fix it" },
-  upstream_error: { status: 502, exit: EXIT.upstream, meaning: 'Microsoft failed or could not be reached; try again later' },
+  login_required: { status: 400, exit: EXIT.auth, meaning: 'the provider wants a new sign-in; create a new AuthID' },
+  app_misconfigured: { status: 502, exit: EXIT.config, meaning: "the provider rejected the broker's app registration; its owner must fix it" },
+  upstream_error: { status: 502, exit: EXIT.upstream, meaning: 'the provider failed or could not be reached; try again later' },
   upstream_timeout: { status: 504, exit: EXIT.upstream, meaning: 'Microsoft did not answer in time; try again later' },
   conflict: { status: 500, exit: EXIT.failure, meaning: 'another process changed the connection meanwhile; try again' },
   // The broker's own environment.

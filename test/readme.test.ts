@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { entraSection, withEntraSection } from '../scripts/entra-steps.ts';
 import { optionsSection, withOptionsSection } from '../scripts/options-table.ts';
+import { providerSection, withProviderSection } from '../scripts/provider-steps.ts';
 import { readme, sourceFiles } from './support/source.ts';
 
 describe('the README', () => {
@@ -17,6 +18,12 @@ describe('the README', () => {
     const text = readme();
     expect(text).toContain(entraSection());
     expect(withEntraSection(text)).toBe(text);
+  });
+
+  it("carries the wizard's recipes for the other providers, word for word (bun scripts/provider-steps.ts rewrites them)", () => {
+    const text = readme();
+    expect(text).toContain(providerSection());
+    expect(withProviderSection(text)).toBe(text);
   });
 
   it('carries the table of options, row for row: flag, variable, default (bun scripts/options-table.ts rewrites it)', () => {

@@ -90,6 +90,12 @@ class Pane {
 const lineWith = (screen: string, text: string) => screen.split('\n').findLast((l) => l.includes(text)) ?? '';
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /** A question being asked: inquirer's `? ` line (the Entra steps mention some of the same words, indented). */
+/** The providers question: Enter keeps what is ticked (Microsoft on a fresh install, the apps already set up on a rerun). */
+async function acceptProviders(pane: Pane): Promise<void> {
+  await pane.waitFor(asked('Set up the apps of which providers?'));
+  pane.keys('Enter');
+}
+
 const asked = (question: string) => new RegExp(`^\\? ${escapeRe(question)}`, 'm');
 /** A question answered: its line now starts with a check mark instead. */
 const answered = (question: string) => new RegExp(`^[^?\\s] ${escapeRe(question)}`, 'm');
@@ -164,6 +170,7 @@ describe.skipIf(noTmux)('the init wizard on a terminal (tmux)', () => {
       pane.keys('Enter'); // empty = the default
 
       // The Entra steps, with the exact redirect URI, then 3. account type: consumers preselected.
+      await acceptProviders(pane);
       screen = await pane.waitFor('Work/school accounts only (organizations)');
       expect(screen).toMatch(asked('Which accounts does the app accept?'));
       expect(screen).toContain('Register your own Microsoft app');
@@ -260,6 +267,7 @@ describe.skipIf(noTmux)('the init wizard on a terminal (tmux)', () => {
       screen = await pane.waitFor(asked('Public URL'));
       expect(lineWith(screen, 'Public URL')).toContain('(https://broker.example.org)');
       pane.keys('Enter');
+      await acceptProviders(pane);
       screen = await pane.waitFor('Work/school accounts only (organizations)');
       expect(screen).toMatch(/value exactly:\n\s+https:\/\/broker\.example\.org\/logged-in\n/);
       expect(isSelected(screen, 'Work/school and personal accounts (common)')).toBe(true);
@@ -300,6 +308,7 @@ describe.skipIf(noTmux)('the init wizard on a terminal (tmux)', () => {
         await pane.waitFor(asked(q));
         pane.keys('Enter');
       }
+      await acceptProviders(pane);
       await pane.waitFor('Work/school accounts only (organizations)');
       pane.keys('Enter');
       await pane.answer('Application (client) ID', '');
@@ -362,6 +371,7 @@ describe.skipIf(noTmux)('the init wizard on a terminal (tmux)', () => {
       await pane.waitFor(asked('Public URL'));
       pane.keys('C-u');
       pane.type('http://localhost:7070');
+      await acceptProviders(pane);
       await pane.waitFor('Work/school accounts only (organizations)');
       pane.keys('Enter');
       await pane.waitFor(asked('Application (client) ID'));
@@ -374,12 +384,39 @@ describe.skipIf(noTmux)('the init wizard on a terminal (tmux)', () => {
     expect(readFileSync(join(home, 'settings.json')).equals(before)).toBe(true);
   });
 
+  it('sets up a Google app instead of Microsoft: the recipe says to publish the consent screen, and Microsoft is not asked', async () => {
+    const home = newHome();
+    const pane = Pane.start(home);
+    try {
+      await pane.answer('Listen on (HOST:PORT)', '');
+      await pane.answer('Public URL', '');
+      await pane.waitFor(asked('Set up the apps of which providers?'));
+      pane.keys('Space', 'Down', 'Space', 'Enter');
+      const screen = await pane.waitFor(asked('Google client id'));
+      expect(screen).toContain('PUBLISH THE APP');
+      expect(screen).toMatch(/exactly:\n\s+http:\/\/localhost:8080\/logged-in\n/);
+      expect(screen).not.toContain('Register your own Microsoft app');
+      pane.type('123-abc.apps.googleusercontent.com');
+      await pane.answer('Google client secret', 'GOCSPX-wizard-secret');
+      await pane.answer('Google secret expiry date', '');
+      await pane.waitFor('Type my own');
+      pane.keys('Enter');
+      expect(await pane.exitCode()).toBe(0);
+    } finally {
+      pane.kill();
+    }
+    const s = JSON.parse(readFileSync(join(home, 'settings.json'), 'utf8')) as Record<string, unknown>;
+    expect(s).not.toHaveProperty('clientId');
+    expect(s.providers).toEqual({ google: { clientId: '123-abc.apps.googleusercontent.com', clientSecret: 'GOCSPX-wizard-secret' } });
+  });
+
   it('Ctrl-C on a fresh install leaves no settings behind', async () => {
     const home = newHome();
     const pane = Pane.start(home);
     try {
       await pane.answer('Listen on (HOST:PORT)', '');
       await pane.answer('Public URL', '');
+      await acceptProviders(pane);
       await pane.waitFor('Work/school accounts only (organizations)');
       pane.keys('Enter');
       await pane.answer('Application (client) ID', CLIENT_ID);

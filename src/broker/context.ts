@@ -1,10 +1,12 @@
+import { BrokerError } from '../errors.ts';
 import type { Sodium } from '../crypto/sodium.ts';
-import type { Service } from '../oauth/services.ts';
+import { endpointsOf, type Provider, type ProviderApp, type ProviderId, type Service } from '../oauth/providers.ts';
 import type { Fetch, TokenClient } from '../oauth/token-endpoint.ts';
 import type { Store } from '../store/store.ts';
 
 /** The settings the domain needs; the CLI's settings file is one source of them. */
 export interface BrokerConfig {
+  /** Microsoft's app (empty when the broker has none): the settings keep today's flat fields for it. */
   clientId: string;
   clientSecret: string;
   tenant: string;
@@ -20,6 +22,24 @@ export interface BrokerConfig {
   upstreamBudgetMs?: number;
   /** The app secret's expiry date (YYYY-MM-DD), for warnings. */
   secretExpires?: string;
+  /** The owner's apps at the other providers, one per provider. */
+  providers?: Partial<Record<Exclude<ProviderId, 'microsoft'>, ProviderApp>>;
+}
+
+/** The owner's app at a provider, or undefined when none is set up. */
+export function appOf(config: BrokerConfig, provider: Provider): ProviderApp | undefined {
+  if (provider.id === 'microsoft') {
+    if (!config.clientId) return undefined;
+    return {
+      clientId: config.clientId,
+      clientSecret: config.clientSecret,
+      authority: config.authority,
+      tenant: config.tenant,
+      secretExpires: config.secretExpires,
+    };
+  }
+  const app = config.providers?.[provider.id];
+  return app?.clientId ? app : undefined;
 }
 
 export interface Logger {
@@ -57,16 +77,34 @@ export const UPSTREAM_TIMEOUT_MS = 10_000;
 /** Default for all attempts of one refresh: below Duplicati's 25 s per request, so its own retry still runs. */
 export const UPSTREAM_BUDGET_MS = 20_000;
 
-/** The token endpoint of a service, as this broker's app, with at most `budgetMs` for the call. */
-export function tokenClient(ctx: BrokerContext, service: Service, budgetMs = Number.POSITIVE_INFINITY): TokenClient {
+/**
+ * The token endpoint of a service, as this broker's app, with at most `budgetMs`
+ * for the call; `tokenUrl` when the login named another host (pCloud, checked by the caller).
+ */
+export function tokenClient(
+  ctx: Pick<BrokerContext, 'config' | 'fetch'>,
+  service: Service,
+  budgetMs = Number.POSITIVE_INFINITY,
+  tokenUrl?: string,
+): TokenClient {
   const { config } = ctx;
   const perCall = config.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS;
+  const app = appOf(config, service.provider);
+  if (!app) throw notConfigured(service);
   return {
+    provider: service.provider,
     fetch: ctx.fetch,
-    tokenUrl: service.provider.tokenUrl(config.authority, config.tenant),
-    clientId: config.clientId,
-    clientSecret: config.clientSecret,
+    tokenUrl: tokenUrl ?? endpointsOf(service.provider, app).tokenUrl,
+    clientId: app.clientId,
+    clientSecret: app.clientSecret,
     timeoutMs: Math.max(1, Math.min(perCall, budgetMs)),
     headersTimeoutMs: Math.max(1, Math.min(perCall * 0.8, budgetMs)),
   };
+}
+
+/** A service whose provider has no app on this broker. */
+export function notConfigured(service: Service): BrokerError {
+  return new BrokerError('unknown_service', `This broker has no ${service.provider.name} app set up, so it cannot connect ${service.name}.`, {
+    hint: `The broker's owner adds one with \`broker init --provider ${service.provider.id}\`.`,
+  });
 }

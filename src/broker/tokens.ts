@@ -269,7 +269,7 @@ export class TokenService {
     try {
       tokens = await this.callMicrosoft(service, held.grant.refreshToken);
     } catch (e) {
-      return this.upstreamFailed(e, id.keyid, held, record.service);
+      return this.upstreamFailed(explained(e, service, ctx.now() - record.createdAt), id.keyid, held, record.service);
     }
     const next = await this.saveRotation(id.keyid, keys, held, tokens, started, record.checkTag);
     return served(id.keyid, record.service, next, 'refreshed');
@@ -461,6 +461,12 @@ export function revokedError(publicUrl: string): BrokerError {
 
 function conflictError(): BrokerError {
   return new BrokerError('conflict', 'The connection was changed by another process during the refresh.', { hint: 'Try again.' });
+}
+
+/** A provider's "sign in again", with what the connection's age says about why (Google's 7 days in Testing). */
+function explained(e: unknown, service: Service, ageMs: number): unknown {
+  const note = e instanceof BrokerError && e.code === 'login_required' ? service.provider.signInAgainNote?.(ageMs / 86_400_000) : undefined;
+  return note ? new BrokerError('login_required', `${(e as BrokerError).message} ${note}`, { cause: e, hint: (e as BrokerError).hint }) : e;
 }
 
 /** The first characters of a keyid: enough to tell connections apart in a log. */

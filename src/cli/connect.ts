@@ -1,7 +1,7 @@
 import { brokerHome } from '../config/home.ts';
 import { BrokerError } from '../errors.ts';
 import { makeLogger } from '../log.ts';
-import { DEFAULT_SERVICE_ID } from '../oauth/services.ts';
+import { DEFAULT_SERVICE_ID, findService } from '../oauth/services.ts';
 import type { Io } from './io.ts';
 import { openBroker } from './open.ts';
 
@@ -17,10 +17,12 @@ export async function connectCommand(flags: { service?: string }, io: Io): Promi
   const log = makeLogger('text', () => {});
   const { broker, settings, store } = await openBroker(home, io.env, { fetch: globalThis.fetch, now: Date.now, log });
   try {
-    const started = await broker.login.startAsOwner(flags.service ?? DEFAULT_SERVICE_ID);
+    const serviceId = flags.service ?? DEFAULT_SERVICE_ID;
+    const started = await broker.login.startAsOwner(serviceId);
+    const provider = findService(serviceId)?.provider.name ?? 'The provider';
     io.err('1. Open this address in a browser on any device and sign in:\n');
     io.err(`   ${started.authorizeUrl}\n`);
-    io.err(`2. Microsoft then sends the browser to ${settings.publicUrl}/logged-in?code=…`);
+    io.err(`2. ${provider} then sends the browser to ${settings.publicUrl}/logged-in?code=…`);
     io.err('   That page may not load (nothing listens there); that is expected.');
     io.err("3. Copy the whole address from the browser's address bar and paste it here (within 10 minutes):");
     const pasted = (await io.readLine(started.maxAgeSeconds * 1000)).trim();
@@ -38,7 +40,19 @@ export async function connectCommand(flags: { service?: string }, io: Io): Promi
       });
     }
     const q = url.searchParams;
-    const result = await broker.login.finish({ state: q.get('state'), code: q.get('code'), error: q.get('error'), cookieValue: started.cookieValue });
+    const result = await broker.login.finish({
+      state: q.get('state'),
+      code: q.get('code'),
+      error: q.get('error'),
+      cookieValue: started.cookieValue,
+      hostname: q.get('hostname'),
+    });
+    if (result.keptNothing) {
+      io.err(`\nConnected ${result.service.name}. ${result.service.provider.note ?? ''}`);
+      io.err('Its access token (shown once; give it to Duplicati as --authid):\n');
+      io.out(result.authid);
+      return;
+    }
     io.err(`\nConnected ${result.service.name} as ${result.account.username ?? result.account.name ?? 'your account'} (keyid ${result.keyid}).`);
     io.err('Your AuthID (shown once; keep it like a password):\n');
     // The authid alone on stdout, so that `AUTHID=$(broker connect)` works.

@@ -2,10 +2,10 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { secretWarning } from '../broker/lifecycle.ts';
 import { brokerHome } from '../config/home.ts';
-import { loadSettings, type Settings } from '../config/settings.ts';
+import { loadSettings, type OtherProviderId, otherApps, type Settings } from '../config/settings.ts';
 import { asBrokerError } from '../errors.ts';
 import { createPkce } from '../oauth/pkce.ts';
-import { MICROSOFT } from '../oauth/services.ts';
+import { endpointsOf, MICROSOFT, PROVIDERS } from '../oauth/providers.ts';
 import { judge, parseProviderError } from '../oauth/token-endpoint.ts';
 import { openStore } from './store-file.ts';
 import { EXIT } from './exit-codes.ts';
@@ -69,9 +69,9 @@ export async function doctorCommand(io: Io, deps: { fetch: typeof fetch; timeout
     }
   });
 
-  if (settings) {
+  if (settings?.clientId) {
     const s = settings;
-    const tokenUrl = MICROSOFT.tokenUrl(s.authority, s.tenant);
+    const tokenUrl = MICROSOFT.defaults(s).tokenUrl;
     let reached: Response | undefined;
     await check('authority', async () => {
       // A deliberately invalid code: Microsoft checks the client before the code,
@@ -136,8 +136,61 @@ export async function doctorCommand(io: Io, deps: { fetch: typeof fetch; timeout
     }
   }
 
+  for (const id of settings ? otherApps(settings) : []) await check(`${PROVIDERS[id].name} app`, () => checkOtherApp(id, settings!, deps));
+
   const failed = results.filter(([, r]) => !r.ok);
   io.out(failed.length ? `\n${failed.length} problem${failed.length > 1 ? 's' : ''} found.` : '\nAll checks passed.');
   const first = failed[0]?.[1];
   return first && !first.ok ? first.exit : EXIT.ok;
+}
+
+/**
+ * Another provider's app, as the Microsoft check does it: a deliberately invalid
+ * code, so that an answer about the code means the client id and secret passed,
+ * read with the provider's own error table.
+ */
+async function checkOtherApp(id: OtherProviderId, s: Settings, deps: { fetch: typeof fetch; timeoutMs?: number }): Promise<Outcome> {
+  const provider = PROVIDERS[id];
+  const app = s.providers![id]!;
+  const tokenUrl = endpointsOf(provider, app).tokenUrl;
+  let res: Response;
+  try {
+    res = await deps.fetch(tokenUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        client_id: app.clientId,
+        client_secret: app.clientSecret,
+        grant_type: 'authorization_code',
+        code: 'broker-doctor-invalid-code',
+        redirect_uri: `${s.publicUrl}/logged-in`,
+      }),
+      // Never follow: the body carries the app secret.
+      redirect: 'manual',
+      signal: AbortSignal.timeout(deps.timeoutMs ?? 10_000),
+    });
+  } catch {
+    return { ok: false, text: `${tokenUrl} cannot be reached`, fix: 'Check the network, DNS and proxy settings, and --token-url.', exit: EXIT.upstream };
+  }
+  if (res.status >= 300 && res.status < 400) {
+    return {
+      ok: false,
+      text: `${tokenUrl} answered with a redirect (HTTP ${res.status})`,
+      fix: `Set --token-url to ${provider.name}'s token endpoint itself.`,
+      exit: EXIT.config,
+    };
+  }
+  const p = parseProviderError(res.status, await res.json().catch(() => undefined));
+  const { code, why } = provider.judge(p);
+  const token = p.error || (p.result !== undefined ? `result ${p.result}` : `HTTP ${p.status}`);
+  if (code === 'app_misconfigured') {
+    return {
+      ok: false,
+      text: `${why} [${token}]`,
+      fix: `Check the client id and secret at ${provider.name}, then \`broker init --provider ${id} …\`.`,
+      exit: EXIT.config,
+    };
+  }
+  if (code === 'upstream_error') return { ok: false, text: `unexpected answer [${token}]`, fix: 'Try again later; check --token-url.', exit: EXIT.upstream };
+  return { ok: true, text: `client id and secret accepted by ${provider.name}` };
 }

@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { hashPasscode, PASSCODE_MAX_LENGTH, PASSCODE_MIN_LENGTH } from '../broker/passcode.ts';
 import { brokerHome } from '../config/home.ts';
 import { defaultOf, OPTION_LIST } from '../config/options.ts';
-import { readSettings, validateSettings, writeSettings, type Settings } from '../config/settings.ts';
+import { type OtherProviderId, otherApps, type ProviderSettings, readSettings, validateSettings, writeSettings, type Settings } from '../config/settings.ts';
+import { type ProviderId, PROVIDERS } from '../oauth/providers.ts';
 import { base32Encode } from '../crypto/base32.ts';
 import { BrokerError } from '../errors.ts';
 import { type Answers, fromFlagsAndEnv, type InitOptions, serveSettings } from './init/answers.ts';
@@ -25,20 +26,33 @@ export async function initCommand(flags: InitOptions, io: Io): Promise<void> {
   const given = await fromFlagsAndEnv(flags, io);
   const interactive = io.isTTY && !flags.nonInteractive;
   const answers = interactive ? await (await import('./init/wizard.ts')).askAll(given, old, io) : given;
+  const provider = (answers.provider ?? 'microsoft') as ProviderId;
+  const app = provider === 'microsoft' ? noEndpointFlags(answers) : takeApp(answers);
   const next = merge(answers, old, flags);
-  requireApp(next);
+  if (app) next.providers = { ...old.providers, [provider]: { ...old.providers?.[provider as OtherProviderId], ...app } };
+  // The wizard may set up several providers' apps in one run.
+  for (const [id, a] of Object.entries(answers.apps ?? {})) next.providers = { ...next.providers, [id]: { ...next.providers?.[id as OtherProviderId], ...a } };
+  for (const id of Object.keys(answers.apps ?? {})) requireApp(next, id as ProviderId);
+  const apps = [...(next.clientId ? ['microsoft'] : []), ...otherApps(next)];
+  requireApp(next, provider);
+  delete (next as Record<string, unknown>).apps;
   const newPasscode = await setPasscode(next, answers);
   const problems = validateSettings(next, { requireSecret: true });
   if (problems.length) throw new BrokerError('usage', `Invalid settings: ${problems.join('; ')}.`, { hint: 'Fix the flags and run `broker init` again.' });
   writeSettings(home, next as Settings);
 
   io.out(`Settings written to ${home} (mode 0600).`);
-  io.out(`Redirect URI to register in Entra (platform Web): ${next.publicUrl}/logged-in`);
+  io.out(
+    provider === 'microsoft'
+      ? `Redirect URI to register in Entra (platform Web): ${next.publicUrl}/logged-in`
+      : `Redirect URI to register at ${PROVIDERS[provider].name}: ${next.publicUrl}/logged-in`,
+  );
+  io.out(`Apps set up: ${apps.join(', ')}.`);
   if (newPasscode) {
     io.out(`Connect passcode (shown once; needed to create connections): ${newPasscode}`);
   }
   if (Object.keys(old).length === 0) {
-    io.out(`Next: \`broker serve\` (or \`broker service install\` to run it as a service), then open ${next.publicUrl}/ to connect OneDrive.`);
+    io.out(`Next: \`broker serve\` (or \`broker service install\` to run it as a service), then open ${next.publicUrl}/ to connect a storage account.`);
   } else {
     io.out('A running `broker serve` applies the new settings within a few seconds (listen address, HTTPS on/off and metrics need a restart); see its log.');
   }
@@ -57,11 +71,41 @@ function merge(answers: Answers, old: Partial<Settings>, flags: InitOptions): Pa
   return { ...next, ...serveSettings(flags) };
 }
 
+/** The endpoint flags are for the other providers: Microsoft's endpoints come from --authority and --tenant. */
+function noEndpointFlags(answers: Answers): undefined {
+  const given = (['authorizeUrl', 'tokenUrl', 'revokeUrl'] as const).filter((k) => answers[k] !== undefined);
+  if (given.length) {
+    throw new BrokerError(
+      'usage',
+      `--${given.map((k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)).join(', --')} need --provider other than microsoft.`,
+      {
+        hint: 'Microsoft keeps --authority (and --tenant).',
+      },
+    );
+  }
+  return undefined;
+}
+
+/** The app answers of a provider other than Microsoft, taken out of the answers so that Microsoft's fields stay as they were. */
+function takeApp(answers: Answers): Partial<ProviderSettings> {
+  const app: Record<string, string> = {};
+  for (const k of ['clientId', 'clientSecret', 'secretExpires', 'authorizeUrl', 'tokenUrl', 'revokeUrl'] as const) {
+    const v = answers[k];
+    delete answers[k];
+    if (typeof v === 'string') app[k] = v;
+  }
+  return app as Partial<ProviderSettings>;
+}
+
 /** Without a terminal nothing can be asked: name every missing flag at once. */
-function requireApp(next: Partial<Settings>): void {
+function requireApp(next: Partial<Settings>, provider: ProviderId): void {
+  // Settings changed on a broker whose apps are all at other providers: nothing of Microsoft's is needed.
+  if (provider === 'microsoft' && !next.clientId && !next.clientSecret && otherApps(next).length) return;
   const missing: string[] = [];
-  if (!next.clientId) missing.push('--client-id (or BROKER_CLIENT_ID)');
-  if (!next.clientSecret) missing.push('--client-secret-file PATH (or BROKER_CLIENT_SECRET)');
+  const app = provider === 'microsoft' ? next : next.providers?.[provider];
+  const p = provider === 'microsoft' ? '' : ` with --provider ${provider}`;
+  if (!app?.clientId) missing.push(`--client-id (or BROKER_CLIENT_ID)${p}`);
+  if (!app?.clientSecret) missing.push(`--client-secret-file PATH (or BROKER_CLIENT_SECRET)${p}`);
   if (missing.length) {
     throw new BrokerError('usage', `Missing: ${missing.join(', ')}.`, {
       hint: 'Without a terminal, `broker init --non-interactive` needs these; see `broker init --help`.',

@@ -1,5 +1,6 @@
-import { connectionWarnings, DAY_MS, idleExpiresAt, secretWarning } from '../broker/lifecycle.ts';
-import { readSettings } from '../config/settings.ts';
+import { appSecretWarnings, connectionWarnings, DAY_MS, idleExpiresAt } from '../broker/lifecycle.ts';
+import { otherApps, readSettings, type Settings } from '../config/settings.ts';
+import { PROVIDERS, SERVICES } from '../oauth/providers.ts';
 import type { Io } from './io.ts';
 import { sayWarning } from './voice.ts';
 import type { ConnectionInfo } from '../store/types.ts';
@@ -14,9 +15,9 @@ export async function listCommand(home: string, io: Io, opts: { json?: boolean }
     await store.close();
   }
   const t = now();
+  const settings = readSettings(home);
   // Warnings go to stderr so that `--json` output stays parseable.
-  const secret = secretWarning(readSettings(home).secretExpires, t);
-  if (secret) sayWarning(io, secret);
+  for (const w of appSecretWarnings(settings, t)) sayWarning(io, w);
   for (const c of rows) for (const w of connectionWarnings(c, t)) sayWarning(io, `${c.keyid}: ${w}`);
   if (opts.json) {
     io.out(
@@ -36,6 +37,7 @@ export async function listCommand(home: string, io: Io, opts: { json?: boolean }
     );
     return;
   }
+  io.out(`Apps: ${appsLine(settings)}`);
   if (rows.length === 0) {
     io.out('No connections yet. Run `broker serve` and open its start page to connect one.');
     return;
@@ -49,7 +51,7 @@ export async function listCommand(home: string, io: Io, opts: { json?: boolean }
       day(c.createdAt),
       c.lastRefreshAt ? day(c.lastRefreshAt) : 'never',
       c.lastUsedAt ? day(c.lastUsedAt) : 'never',
-      c.state === 'active' ? `in ${Math.max(0, Math.floor((idleExpiresAt(c) - t) / DAY_MS))} days` : '-',
+      c.state === 'active' ? idleIn(idleExpiresAt(c), t) : '-',
     ]),
   ];
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
@@ -60,6 +62,27 @@ export async function listCommand(home: string, io: Io, opts: { json?: boolean }
         .join('  ')
         .trimEnd(),
     );
+}
+
+/** One entry per provider's app: its name, client id (not a secret) and services; the secrets are never shown. */
+function appsLine(s: Partial<Settings>): string {
+  const apps = [
+    ...(s.clientId ? [{ id: 'microsoft' as const, clientId: s.clientId, expires: s.secretExpires }] : []),
+    ...otherApps(s).map((id) => ({ id, clientId: s.providers![id]!.clientId, expires: s.providers![id]!.secretExpires })),
+  ];
+  if (apps.length === 0) return 'none (run `broker init`)';
+  return apps
+    .map((a) => {
+      const services = SERVICES.filter((x) => x.provider.id === a.id)
+        .map((x) => x.id)
+        .join(', ');
+      return `${PROVIDERS[a.id].name} (client id ${a.clientId}${a.expires ? `, secret expires ${a.expires}` : ''}; ${services})`;
+    })
+    .join('; ');
+}
+
+function idleIn(ends: number | null, t: number): string {
+  return ends === null ? 'none' : `in ${Math.max(0, Math.floor((ends - t) / DAY_MS))} days`;
 }
 
 function iso(ms: number | null): string | null {

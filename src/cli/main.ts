@@ -65,7 +65,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .argument('<keyid-or-authid>', 'the keyid from `broker list`, the whole AuthID, or "-" to read either from stdin (keeps an AuthID out of shell history)')
     .action(async (target: string) => {
       const text = target === '-' ? (await io.readStdin()).trim() : target;
-      await (await import('./revoke.ts')).revokeCommand(brokerHome(io.env), io, text);
+      exitCode = await (await import('./revoke.ts')).revokeCommand(brokerHome(io.env), io, text);
     });
 
   program

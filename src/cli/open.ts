@@ -9,14 +9,15 @@ import { openStore } from './store-file.ts';
 /** What the domain takes from the settings file: at start, and again at each reload. */
 export function brokerConfig(settings: Settings): BrokerConfig {
   return {
-    clientId: settings.clientId,
-    clientSecret: settings.clientSecret!,
+    clientId: settings.clientId ?? '',
+    clientSecret: settings.clientSecret ?? '',
     tenant: settings.tenant,
     authority: settings.authority,
     publicUrl: settings.publicUrl,
     passcodeHash: settings.passcodeHash,
     allowedOrigins: settings.allowedOrigins,
     secretExpires: settings.secretExpires,
+    providers: settings.providers,
   };
 }
 

@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { secretWarning } from '../broker/lifecycle.ts';
+import { appSecretWarnings } from '../broker/lifecycle.ts';
 import { brokerHome, SETTINGS_FILE } from '../config/home.ts';
 import { isPlainHttpBeyondLocalhost, loadSettings, readSettings, validateListen, type Settings } from '../config/settings.ts';
 import { BrokerError } from '../errors.ts';
@@ -123,8 +123,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
     await store.close();
     throw failed(e);
   }
-  const secret = secretWarning(settings.secretExpires, Date.now());
-  if (secret) log.warn('app.secret_expiry', { warning: secret });
+  for (const warning of appSecretWarnings(brokerConfig(settings), Date.now())) log.warn('app.secret_expiry', { warning });
   if (!running.url.startsWith('https:') && !/^(127\.|localhost$|::1$|\[::1\]$)/.test(new URL(running.url).hostname)) {
     // Reachable from other machines in plain http: AuthIDs and tokens would cross the network readable.
     log.warn('serve.plain_http_on_network', { listen: running.url, hint: 'use --tls-cert/--tls-key, or listen on 127.0.0.1 behind a reverse proxy' });
@@ -177,8 +176,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
       );
     }
     log.info('settings.reloaded', { trigger, public_url: next.publicUrl });
-    const expiry = secretWarning(next.secretExpires, Date.now());
-    if (expiry) log.warn('app.secret_expiry', { warning: expiry });
+    for (const warning of appSecretWarnings(brokerConfig(next), Date.now())) log.warn('app.secret_expiry', { warning });
   };
 
   // settings.json is replaced whole (written to a new file, then renamed), so its

@@ -12,6 +12,7 @@
  * from flags alone.
  */
 import { resolve } from 'node:path';
+import { PROVIDER_IDS } from '../oauth/providers.ts';
 import type { Settings } from './settings.ts';
 import {
   normaliseUrl,
@@ -70,11 +71,22 @@ function publicUrlFor(s: Partial<Settings>): string {
 }
 
 export const OPTIONS = {
+  provider: {
+    flag: '--provider',
+    arg: 'NAME',
+    env: 'BROKER_PROVIDER',
+    default: 'microsoft',
+    help: 'whose app --client-id, --client-secret-file, --secret-expires and the URL flags set',
+    more: 'microsoft, google, dropbox, box or pcloud; `init` adds or updates that one app and keeps the others',
+    init: 'answer',
+    stored: false,
+    choices: PROVIDER_IDS,
+  },
   clientId: {
     flag: '--client-id',
-    arg: 'GUID',
+    arg: 'ID',
     env: 'BROKER_CLIENT_ID',
-    help: 'Application (client) ID of your Entra app',
+    help: "the app's client id (Entra: the Application (client) ID; Dropbox: the App key)",
     init: 'answer',
     required: true,
     parse: trim,
@@ -83,8 +95,8 @@ export const OPTIONS = {
   clientSecret: {
     fileFlag: '--client-secret-file',
     env: 'BROKER_CLIENT_SECRET',
-    help: "the client secret's Value",
-    more: 'the variable holds the value itself; `serve` takes it too, before a systemd credential and the settings file',
+    help: "the app's client secret (Entra: the secret's Value)",
+    more: 'the variable holds the value itself; for Microsoft `serve` takes it too, before a systemd credential and the settings file',
     init: 'answer',
     secret: true,
     required: true,
@@ -111,6 +123,38 @@ export const OPTIONS = {
     init: 'answer',
     required: true,
     parse: normaliseUrl,
+    check: (v) => validateHttpUrl(v, 'authority'),
+  },
+  authorizeUrl: {
+    flag: '--authorize-url',
+    arg: 'URL',
+    env: 'BROKER_AUTHORIZE_URL',
+    defaultText: "the provider's",
+    help: "with --provider other than microsoft: the provider's authorization endpoint",
+    more: 'for tests and special clouds; Microsoft keeps --authority',
+    init: 'answer',
+    stored: false,
+    check: (v) => validateHttpUrl(v, 'authority'),
+  },
+  tokenUrl: {
+    flag: '--token-url',
+    arg: 'URL',
+    env: 'BROKER_TOKEN_URL',
+    defaultText: "the provider's",
+    help: "with --provider other than microsoft: the provider's token endpoint",
+    more: "pCloud: only this URL's host (by default api.pcloud.com and eapi.pcloud.com) may be named by the login's `hostname`",
+    init: 'answer',
+    stored: false,
+    check: (v) => validateHttpUrl(v, 'authority'),
+  },
+  revokeUrl: {
+    flag: '--revoke-url',
+    arg: 'URL',
+    env: 'BROKER_REVOKE_URL',
+    defaultText: "the provider's",
+    help: "with --provider other than microsoft: the provider's revocation endpoint",
+    init: 'answer',
+    stored: false,
     check: (v) => validateHttpUrl(v, 'authority'),
   },
   listen: {

@@ -3,13 +3,34 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BrokerError } from '../errors.ts';
 import { ensureHome, SETTINGS_FILE } from './home.ts';
+import { PROVIDER_IDS, type ProviderId } from '../oauth/providers.ts';
 import { defaultOf, displayName, envValue, OPTION_LIST, OPTIONS, type OptionSpec } from './options.ts';
+import { validateClientSecret, validateDate, validateHttpUrl } from './validate.ts';
 
 // The single-value checks live in validate.ts; re-exported for the code and tests that import them from here.
 export * from './validate.ts';
 
-/** Everything `broker init` records. Stored 0600 in BROKER_HOME. */
+/** The owner's app at a provider other than Microsoft (`broker init --provider NAME`). */
+export interface ProviderSettings {
+  clientId: string;
+  clientSecret: string;
+  authorizeUrl?: string;
+  tokenUrl?: string;
+  revokeUrl?: string;
+  /** YYYY-MM-DD, for reminders. */
+  secretExpires?: string;
+}
+
+export type OtherProviderId = Exclude<ProviderId, 'microsoft'>;
+
+/**
+ * Everything `broker init` records. Stored 0600 in BROKER_HOME. Microsoft's app
+ * keeps the top-level fields it always had (clientId, clientSecret, tenant,
+ * authority, secretExpires), so older settings files are read as they are; the
+ * other providers' apps are under `providers`.
+ */
 export interface Settings {
+  /** Microsoft's app; empty or absent when the broker has none (then `providers` has one). */
   clientId: string;
   /** May be absent from the file when the secret comes from BROKER_CLIENT_SECRET. */
   clientSecret?: string;
@@ -36,6 +57,41 @@ export interface Settings {
   /** postgres://… : the store in PostgreSQL instead of BROKER_HOME's SQLite file. */
   databaseUrl?: string;
   databasePasswordFile?: string;
+  /** One app per provider other than Microsoft. */
+  providers?: Partial<Record<OtherProviderId, ProviderSettings>>;
+}
+
+/** The providers other than Microsoft with an app in these settings. */
+export function otherApps(s: Partial<Settings>): OtherProviderId[] {
+  return Object.entries(s.providers ?? {})
+    .filter(([, a]) => a && typeof a === 'object')
+    .map(([id]) => id as OtherProviderId);
+}
+
+/** The problems of the other providers' apps, each naming the provider. */
+function providerProblems(s: Partial<Settings>): string[] {
+  const out: string[] = [];
+  for (const id of otherApps(s)) {
+    if (!(PROVIDER_IDS as string[]).includes(id) || id === ('microsoft' as string)) {
+      out.push(`providers.${String(id).slice(0, 20)} is not a provider (${PROVIDER_IDS.filter((p) => p !== 'microsoft').join(', ')})`);
+      continue;
+    }
+    const a = s.providers![id]!;
+    if (typeof a.clientId !== 'string' || !/^\S{1,256}$/.test(a.clientId)) out.push(`${id} client-id is missing or not one word`);
+    const secret = typeof a.clientSecret === 'string' ? validateClientSecret(a.clientSecret) : 'is missing';
+    if (secret) out.push(`${id} client-secret ${secret}`);
+    for (const [key, flag] of [
+      ['authorizeUrl', 'authorize-url'],
+      ['tokenUrl', 'token-url'],
+      ['revokeUrl', 'revoke-url'],
+    ] as const) {
+      const v = a[key];
+      const p = v === undefined ? null : typeof v === 'string' ? validateHttpUrl(v, 'authority') : 'must be text';
+      if (p) out.push(`${id} ${flag} ${p}`);
+    }
+    if (a.secretExpires !== undefined && validateDate(a.secretExpires)) out.push(`${id} secret-expires ${validateDate(a.secretExpires)}`);
+  }
+  return out;
 }
 
 /** The check of one value: the option's own, or its list of choices. */
@@ -53,7 +109,10 @@ export function validateSettings(s: Partial<Settings>, opts: { requireSecret: bo
     if (o.stored === false || !check) continue;
     const name = displayName(o);
     const value = s[o.name as keyof Settings];
-    // The secret may come from BROKER_CLIENT_SECRET or a credential instead of the file.
+    // The secret may come from BROKER_CLIENT_SECRET or a credential instead of the file;
+    // Microsoft's app is optional when another provider has one.
+    const microsoftApp = o.name === 'clientId' || o.name === 'clientSecret';
+    if (microsoftApp && !s.clientId && otherApps(s).length > 0) continue;
     const required = o.required && (o.name !== 'clientSecret' || opts.requireSecret || value !== undefined);
     if (value === undefined && !required) continue;
     if (o.repeatable) {
@@ -69,6 +128,7 @@ export function validateSettings(s: Partial<Settings>, opts: { requireSecret: bo
       if (p) problems.push(`${name} ${p}`);
     }
   }
+  problems.push(...providerProblems(s));
   if (typeof s.passcodeHash !== 'string' || !s.passcodeHash.startsWith('$argon2')) problems.push('passcode is missing (run `broker init`)');
   if (Boolean(s.tlsCert) !== Boolean(s.tlsKey)) problems.push('tls-cert and tls-key go together');
   return problems;

@@ -70,8 +70,19 @@ export function startPage(p: {
   /** The `?type=` the page was opened with: kept through a wrong passcode. */
   filter?: string;
 }): string {
-  const options = p.services.map((s) => `<option value="${esc(s.id)}"${s.id === p.selected ? ' selected' : ''}>${esc(s.name)}</option>`).join('');
+  const option = (s: Service) => `<option value="${esc(s.id)}"${s.id === p.selected ? ' selected' : ''}>${esc(s.name)}</option>`;
+  // Grouped by provider, in the order of the services table.
+  const groups = new Map<string, Service[]>();
+  for (const s of p.services) groups.set(s.provider.name, [...(groups.get(s.provider.name) ?? []), s]);
+  const options = [...groups].map(([name, list]) => `<optgroup label="${esc(name)}">${list.map(option).join('')}</optgroup>`).join('');
   const only = p.services.length === 1 ? p.services[0] : undefined;
+  if (p.services.length === 0) {
+    return layout({
+      title: 'Connect',
+      nonce: p.nonce,
+      body: `<h1>Nothing to connect yet</h1><p>This broker has no provider's app set up. Its owner adds one with <code>broker init</code>.</p>`,
+    });
+  }
   const body = `
 <h1>Connect ${only ? esc(only.name) : 'a storage account'}</h1>
 <p class="muted">Sign in once; the broker keeps the connection sealed and gives your backup software short-lived access tokens. You get an <strong>AuthID</strong>, the only key to it.</p>
@@ -85,16 +96,19 @@ ${p.filter ? `<input type="hidden" name="type" value="${esc(p.filter)}">` : ''}
 <input id="passcode" name="passcode" type="password" autocomplete="current-password" required autofocus>
 <p class="muted">Set by the broker's owner with <code>broker init</code>. Only the owner can create connections.</p>
 ${p.fetchToken ? `<input type="hidden" name="token" value="${esc(p.fetchToken)}">` : ''}
-<button type="submit">Continue to Microsoft</button>
+<button type="submit">Continue to ${only ? esc(only.provider.name) : 'sign in'}</button>
 </form>`;
   return layout({ title: 'Connect', nonce: p.nonce, body });
 }
 
-export function unknownServicePage(p: { nonce: string; requested: string; services: readonly Service[] }): string {
+export function unknownServicePage(p: { nonce: string; requested: string; provider?: string; services: readonly Service[] }): string {
   const list = p.services.map((s) => `<li><a href="${startUrl(s.id)}">${esc(s.name)}</a> <code>${esc(s.id)}</code></li>`).join('');
+  const why = p.provider
+    ? `This broker has no ${esc(p.provider)} app set up, so it cannot connect <code>${esc(p.requested)}</code>. Its owner adds one with <code>broker init</code>.`
+    : `This broker does not offer <code>${esc(p.requested.slice(0, 40))}</code>.`;
   const body = `
 <h1>Service not offered</h1>
-<div class="error" role="alert">This broker does not offer <code>${esc(p.requested.slice(0, 40))}</code>.</div>
+<div class="error" role="alert">${why}</div>
 <p>It offers:</p><ul>${list}</ul>`;
   return layout({ title: 'Service not offered', nonce: p.nonce, body });
 }
@@ -105,10 +119,12 @@ export function loggedInPage(p: {
   keyid: string;
   service: Service;
   account: Account;
+  /** pCloud: `authid` is the provider's access token, and the broker kept nothing. */
+  keptNothing?: boolean;
   publicUrl: string;
   allowedOrigins: readonly string[];
 }): string {
-  const who = p.account.username ?? p.account.name ?? 'your account';
+  const who = p.account.username ?? p.account.name ?? `your ${p.service.provider.name} account`;
   const refreshUrl = `${p.publicUrl}/refresh`;
   const body = `
 <h1 class="ok">Connected: ${esc(p.service.name)}</h1>
@@ -120,6 +136,7 @@ export function loggedInPage(p: {
 <h2>Use it with Duplicati</h2>
 <pre>--authid=&lt;the AuthID&gt;
 --oauth-url=${esc(refreshUrl)}</pre>
+${p.service.provider.note ? `<p class="muted">${esc(p.service.provider.note)}</p>` : ''}
 <h2>Use it from a script</h2>
 <pre>export BROKER_AUTHID='&lt;the AuthID&gt;'
 curl -fsS -H "X-AuthID: $BROKER_AUTHID" ${esc(refreshUrl)} | jq -r .access_token</pre>
@@ -134,7 +151,20 @@ document.getElementById('copy').addEventListener('click', async () => {
 const origins = ${JSON.stringify(p.allowedOrigins).replace(/</g, '\\u003c')};
 if (window.opener) for (const o of origins) { try { window.opener.postMessage('authid:' + id, o); } catch {} }
 `;
-  return layout({ title: 'Connected', nonce: p.nonce, body, script });
+  return layout({ title: 'Connected', nonce: p.nonce, body: p.keptNothing ? tokenShownBody(p) : body, script });
+}
+
+/** pCloud: its access token does not expire and Duplicati takes it as it is; the broker keeps nothing. */
+function tokenShownBody(p: { authid: string; service: Service }): string {
+  return `
+<h1 class="ok">Connected: ${esc(p.service.name)}</h1>
+<h2>Your ${esc(p.service.provider.name)} access token</h2>
+<p>This is shown <strong>once</strong>, and the broker keeps nothing of it: ${esc(p.service.provider.note ?? '')}</p>
+<code id="authid" class="secret">${esc(p.authid)}</code>
+<button type="button" id="copy" class="secondary">Copy the token</button> <span id="copied" class="muted" aria-live="polite"></span>
+<h2>Use it with Duplicati</h2>
+<pre>--authid=&lt;the token&gt;</pre>
+<p class="muted">No <code>--oauth-url</code>: Duplicati's pCloud backend uses the token directly. To end it, remove the app's access in pCloud's settings.</p>`;
 }
 
 export function messagePage(p: { nonce: string; title: string; message: string; detail?: string; isError?: boolean }): string {
@@ -146,17 +176,19 @@ ${p.detail ? `<p class="muted">${rich(p.detail)}</p>` : ''}
   return layout({ title: p.title, nonce: p.nonce, body });
 }
 
-export function revokePage(p: { nonce: string; consentUrl: string; error?: string; done?: string }): string {
+export function revokePage(p: { nonce: string; consentUrl: string; error?: string; done?: string; more?: string }): string {
   const body = `
 <h1>Revoke an AuthID</h1>
 <p class="muted">The broker deletes the sealed connection at once; the AuthID stops working immediately.</p>
 ${p.error ? `<div class="error" role="alert">${rich(p.error)}</div>` : ''}
 ${p.done ? `<p class="ok" role="status"><strong>${esc(p.done)}</strong></p>` : ''}
+${p.more ? `<p role="status">${esc(p.more)}</p>` : ''}
 <form method="post" action="/revoked">
 <label for="authid">AuthID</label>
 <input id="authid" name="authid" type="password" autocomplete="off" required>
 <button type="submit">Revoke</button>
 </form>
+<p class="muted">For Google, Dropbox and Box connections the broker also revokes the grant at the provider.</p>
 <h2>Also remove the app's access at Microsoft</h2>
 <p class="muted">Microsoft has no way for the broker to cancel its tokens. Open <a href="${esc(p.consentUrl)}" rel="noreferrer noopener">account.microsoft.com → Privacy</a> → <em>Apps and services that can access your data</em> and remove the app; work accounts: <em>myapps.microsoft.com</em> or your administrator.</p>`;
   return layout({ title: 'Revoke', nonce: p.nonce, body });

@@ -1,9 +1,10 @@
 import { safeEqual } from '../crypto/compare.ts';
 import { BrokerError } from '../errors.ts';
 
+/** Who signed in, where the provider says (Microsoft's id_token); empty for the others. */
 export interface Account {
-  tid: string;
-  oid: string;
+  tid?: string;
+  oid?: string;
   name?: string;
   username?: string;
 }

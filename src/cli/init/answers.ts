@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { attribute, envValue, OPTION_LIST, type OptionSpec } from '../../config/options.ts';
-import type { Settings } from '../../config/settings.ts';
+import type { OtherProviderId, ProviderSettings, Settings } from '../../config/settings.ts';
 import { BrokerError } from '../../errors.ts';
 import type { Io } from '../io.ts';
 
@@ -14,6 +14,13 @@ export type InitOptions = { nonInteractive?: boolean } & Record<string, string |
 
 export type Answers = Partial<Settings> & {
   passcode?: string;
+  /** Whose app the answers are (`--provider`); Microsoft's when absent. */
+  provider?: string;
+  authorizeUrl?: string;
+  tokenUrl?: string;
+  revokeUrl?: string;
+  /** The wizard's answers for providers other than Microsoft, one app each. */
+  apps?: Partial<Record<OtherProviderId, Partial<ProviderSettings>>>;
   /** The wizard's "generate a new one": replace the kept passcode, shown once after the settings are written. */
   newPasscode?: boolean;
 };

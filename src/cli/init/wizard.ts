@@ -8,6 +8,9 @@ import { normaliseUrl, validateClientId, validateClientSecret, validateHttpUrl, 
 import { defaultOf, OPTIONS } from '../../config/options.ts';
 import { BrokerError } from '../../errors.ts';
 import { PERMISSION_STEPS, registrationSteps, SECRET_STEPS } from '../entra-steps.ts';
+import { providerSteps } from '../provider-steps.ts';
+import { PROVIDER_IDS, PROVIDERS, type ProviderId, SERVICES } from '../../oauth/providers.ts';
+import { type OtherProviderId, otherApps, type ProviderSettings } from '../../config/settings.ts';
 import type { Io } from '../io.ts';
 import type { Answers } from './answers.ts';
 
@@ -18,16 +21,79 @@ const check = (fn: (v: string) => string | null) => (v: string) => fn(v.trim()) 
 export async function askAll(given: Answers, old: Partial<Settings>, io: Io): Promise<Answers> {
   const prompts = await import('@inquirer/prompts');
   const out = { ...given };
-  io.out('broker init: set up your private OAuth token broker for OneDrive.\n');
+  io.out('broker init: set up your private OAuth token broker.\n');
   await askAddresses(prompts, out, old);
-  io.out(`\n${registrationSteps(`${out.publicUrl}/logged-in`)}\n`);
-  await askApp(prompts, out, old);
-  io.out(`\n${SECRET_STEPS}\n`);
-  await askSecret(prompts, out, old);
-  io.out(`\n${PERMISSION_STEPS}\n`);
+  const chosen = await askProviders(prompts, out, old);
+  const redirect = `${out.publicUrl}/logged-in`;
+  if (chosen.includes('microsoft')) {
+    io.out(`\n${registrationSteps(redirect)}\n`);
+    await askApp(prompts, out, old);
+    io.out(`\n${SECRET_STEPS}\n`);
+    await askSecret(prompts, out, old);
+    io.out(`\n${PERMISSION_STEPS}\n`);
+  }
+  for (const id of chosen) {
+    if (id === 'microsoft') continue;
+    io.out(`\n${providerSteps(id, redirect)}\n`);
+    out.apps = { ...out.apps, [id]: await askOtherApp(prompts, id, old.providers?.[id]) };
+  }
   await askPasscode(prompts, out, old, io);
   for (const o of out.allowedOrigins ?? []) if (validateOrigin(o)) throw new BrokerError('usage', `--allowed-origin ${o} ${validateOrigin(o)}.`);
   return out;
+}
+
+/**
+ * Which providers' apps this run sets up: the one --provider names, else the
+ * owner's choice (on a rerun, the ones already set up are ticked).
+ */
+async function askProviders({ checkbox }: Prompts, out: Answers, old: Partial<Settings>): Promise<ProviderId[]> {
+  if (out.provider) {
+    const id = out.provider as ProviderId;
+    if (id !== 'microsoft') {
+      // The flags given for it answer its questions; Microsoft's fields stay as they were.
+      const app: Partial<ProviderSettings> = { ...old.providers?.[id] };
+      for (const k of ['clientId', 'clientSecret', 'secretExpires', 'authorizeUrl', 'tokenUrl', 'revokeUrl'] as const) {
+        if (out[k] !== undefined) app[k] = out[k];
+        delete out[k];
+      }
+      out.provider = undefined;
+      out.apps = { [id]: app };
+      return [];
+    }
+    return ['microsoft'];
+  }
+  const configured = new Set<string>([...(old.clientId || !old.providers ? ['microsoft'] : []), ...otherApps(old)]);
+  return checkbox<ProviderId>({
+    message: 'Set up the apps of which providers? (space to tick, enter to go on)',
+    required: true,
+    choices: PROVIDER_IDS.map((id) => ({
+      name: `${PROVIDERS[id].name}: ${SERVICES.filter((x) => x.provider.id === id)
+        .map((x) => x.id)
+        .join(', ')}`,
+      value: id,
+      checked: configured.has(id),
+    })),
+  });
+}
+
+/** One app at a provider other than Microsoft: id, secret (kept if the owner wants), expiry. */
+async function askOtherApp({ input, password, confirm }: Prompts, id: OtherProviderId, old: ProviderSettings | undefined): Promise<ProviderSettings> {
+  const name = PROVIDERS[id].name;
+  const clientId = (
+    await input({ message: `${name} client id`, default: old?.clientId, validate: (v) => /^\S{1,256}$/.test(v.trim()) || 'One word, as the console shows it' })
+  ).trim();
+  const keep = old?.clientSecret ? await confirm({ message: `Keep the ${name} client secret recorded before?`, default: true }) : false;
+  const clientSecret = keep
+    ? old!.clientSecret
+    : (await password({ message: `${name} client secret`, mask: '*', validate: check(validateClientSecret) })).trim();
+  const secretExpires = (
+    await input({
+      message: `${name} secret expiry date (YYYY-MM-DD, empty if none)`,
+      default: keep ? old?.secretExpires : undefined,
+      validate: (v) => v.trim() === '' || /^\d{4}-\d{2}-\d{2}$/.test(v.trim()) || 'Use YYYY-MM-DD',
+    })
+  ).trim();
+  return { ...old, clientId, clientSecret, secretExpires: secretExpires || undefined };
 }
 
 /** Where it listens and the URL it is reached at: the redirect URI in the steps that follow is built from it. */

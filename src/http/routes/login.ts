@@ -28,8 +28,16 @@ export async function loginPost(x: Exchange, { broker }: Deps): Promise<Response
     return setCookie(redirect(started.authorizeUrl), broker.ctx.config, 'login', started.cookieValue, started.maxAgeSeconds);
   } catch (err) {
     const e = asBrokerError(err);
-    if (e.code === 'unknown_service')
-      return page(x, broker.ctx.config, 404, unknownServicePage({ nonce: x.nonce, requested: serviceId, services: broker.login.services() }), e);
+    if (e.code === 'unknown_service') {
+      const known = findService(serviceId);
+      return page(
+        x,
+        broker.ctx.config,
+        404,
+        unknownServicePage({ nonce: x.nonce, requested: serviceId, provider: known?.provider.name, services: broker.login.services() }),
+        e,
+      );
+    }
     if (e.code === 'passcode_invalid' || e.code === 'rate_limited') {
       const again = startPage({ nonce: x.nonce, services, selected: serviceId, error: describe(e), fetchToken, filter: filter ?? undefined });
       return page(x, broker.ctx.config, HTTP_STATUS[e.code], again, e);
@@ -42,8 +50,8 @@ export async function loginPost(x: Exchange, { broker }: Deps): Promise<Response
 export async function loggedIn(x: Exchange, { broker }: Deps): Promise<Response> {
   const q = x.url.searchParams;
   const cookieValue = readCookie(x.req, broker.ctx.config, 'login');
-  const result = await broker.login.finish({ state: q.get('state'), code: q.get('code'), error: q.get('error'), cookieValue });
-  x.keyid = result.keyid;
+  const result = await broker.login.finish({ state: q.get('state'), code: q.get('code'), error: q.get('error'), cookieValue, hostname: q.get('hostname') });
+  x.keyid = result.keyid || undefined;
   if (result.extra) await broker.fetchTokens.attach(result.extra, result.authid);
   const config = broker.ctx.config;
   const body = loggedInPage({
@@ -52,6 +60,7 @@ export async function loggedIn(x: Exchange, { broker }: Deps): Promise<Response>
     keyid: result.keyid,
     service: result.service,
     account: result.account,
+    keptNothing: result.keptNothing,
     publicUrl: config.publicUrl,
     allowedOrigins: config.allowedOrigins,
   });

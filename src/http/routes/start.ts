@@ -15,10 +15,17 @@ export async function start(x: Exchange, { broker }: Deps): Promise<Response> {
     FetchTokens.valid(token) && fromAllowedOrigin(x.req, broker.ctx.config.allowedOrigins) && (await broker.fetchTokens.register(token, x.client))
       ? token
       : undefined;
-  if (type !== null && !findService(type)) {
-    return page(x, broker.ctx.config, 404, unknownServicePage({ nonce: x.nonce, requested: type, services: broker.login.services() }));
-  }
   const services = broker.login.services(type);
+  if (type !== null && (!findService(type) || services[0]?.id !== type)) {
+    // A known type whose provider has no app here gets a page that names the provider.
+    const known = findService(type);
+    return page(
+      x,
+      broker.ctx.config,
+      404,
+      unknownServicePage({ nonce: x.nonce, requested: type, provider: known?.provider.name, services: broker.login.services() }),
+    );
+  }
   const res = page(
     x,
     broker.ctx.config,

@@ -1,4 +1,4 @@
-import { connectionWarnings, idleExpiresAt, secretWarning } from '../../broker/lifecycle.ts';
+import { appSecretWarnings, connectionWarnings, idleExpiresAt } from '../../broker/lifecycle.ts';
 import type { Deps, Exchange } from '../exchange.ts';
 import { authIdFrom, missingAuthId } from '../request.ts';
 import { json } from '../respond.ts';
@@ -19,7 +19,7 @@ export async function status(x: Exchange, { broker, now }: Deps): Promise<Respon
     last_refresh_at: iso(record.lastRefreshAt),
     last_used_at: iso(record.lastUsedAt),
     idle_expires_at: record.state === 'active' ? iso(idleExpiresAt(record)) : null,
-    account: grant ? { username: grant.account.username ?? null, name: grant.account.name ?? null, tenant_id: grant.account.tid } : null,
+    account: grant ? { username: grant.account.username ?? null, name: grant.account.name ?? null, tenant_id: grant.account.tid ?? null } : null,
     warnings: connectionWarnings(record, now()),
   });
 }
@@ -27,8 +27,7 @@ export async function status(x: Exchange, { broker, now }: Deps): Promise<Respon
 /** GET /healthz: liveness and version, and what the owner should fix; no secrets. */
 export function healthz(_x: Exchange, { broker, now, version }: Deps): Response {
   const warnings: string[] = [];
-  const secret = secretWarning(broker.ctx.config.secretExpires, now());
-  if (secret) warnings.push(secret);
+  warnings.push(...appSecretWarnings(broker.ctx.config, now()));
   const unsaved = broker.tokens.unsavedCount();
   if (unsaved) {
     warnings.push(
