@@ -31,7 +31,10 @@ export class Broker {
     const { id, record } = this.tokens.authenticate(authidText, client);
     const changed = this.ctx.store.revoke(id.keyid, this.ctx.now());
     this.tokens.forget(id.keyid);
-    if (changed) this.ctx.log.info('connection.revoked', { keyid: short(id.keyid) });
+    if (changed) {
+      this.ctx.log.info('connection.revoked', { keyid: short(id.keyid) });
+      this.ctx.events?.report({ type: 'connection.revoked', keyid: id.keyid });
+    }
     return { keyid: id.keyid, alreadyRevoked: !changed && record.state === 'revoked' };
   }
 }

@@ -10,6 +10,7 @@ import { VERSION } from '../version.ts';
 import type { Io } from './io.ts';
 import { brokerConfig, openBroker } from './open.ts';
 import { displayName, OPTION_LIST, OPTIONS, serveValues } from '../config/options.ts';
+import { startNotifications } from '../notify/setup.ts';
 
 /** What commander hands `serve`: each option of the table under its flag's camelCase name. */
 export type ServeFlags = Record<string, string | boolean | undefined>;
@@ -123,6 +124,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
     store.close();
     throw failed(e);
   }
+  const notifications = startNotifications(broker, serveValues(flags, io.env, settings), { fetch: globalThis.fetch, now: Date.now, log });
   const secret = secretWarning(settings.secretExpires, Date.now());
   if (secret) log.warn('app.secret_expiry', { warning: secret });
   if (!running.url.startsWith('https:') && !/^(127\.|localhost$|::1$|\[::1\]$)/.test(new URL(running.url).hostname)) {
@@ -165,6 +167,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
       });
     }
     broker.reconfigure(brokerConfig(next));
+    notifications.update(serveValues(flags, io.env, next));
     if (now.logFormat === 'text' || now.logFormat === 'json') log.setFormat(now.logFormat);
     // HTTPS stays on or off; with it on, new file paths are read at once.
     const tls = current.tls && now.tls ? now.tls : current.tls;
@@ -220,6 +223,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
     process.off('SIGINT', onInt);
     process.off('SIGHUP', onHup);
     clearInterval(poll);
+    notifications.stop();
     log.info('serve.stopping', { signal });
     running.stop().finally(stopped);
   };

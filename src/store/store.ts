@@ -75,6 +75,7 @@ export class Store {
     touch: Statement<unknown, [number, string]>;
     countByState: Statement<{ state: ConnectionState; count: number }, []>;
     list: Statement<Omit<Row, 'check_tag' | 'sealed'>, []>;
+    claim: Statement<unknown, [string, number]>;
   };
 
   private constructor(db: Database) {
@@ -103,6 +104,7 @@ export class Store {
       touch: db.query(`UPDATE connections SET last_used_at = ?1 WHERE keyid = ?2`),
       countByState: db.query(`SELECT state, count(*) AS count FROM connections GROUP BY state`),
       list: db.query(`SELECT ${INFO_COLUMNS} FROM connections ORDER BY created_at, keyid`),
+      claim: db.query(`INSERT OR IGNORE INTO notifications (key, sent_at) VALUES (?1, ?2)`),
     };
   }
 
@@ -230,6 +232,14 @@ export class Store {
 
   list(): ConnectionInfo[] {
     return this.stmts.list.all().map(toInfo);
+  }
+
+  /**
+   * Claims the right to send the notification for `key` (a cause, see src/notify):
+   * true for the first caller ever, in any process on this store; false after.
+   */
+  claimNotification(key: string, now: number): boolean {
+    return this.write(() => this.stmts.claim.run(key, now)).changes === 1;
   }
 
   close(): void {
