@@ -4,6 +4,7 @@
  * - host `ntfy.sh` → ntfy (a self-hosted ntfy needs `--notify-format ntfy`);
  * - host `hooks.slack.com`, or `discord.com`/`discordapp.com` with a path under
  *   `/api/webhooks/` → text;
+ * - a fragment naming a format (`#ntfy`, `#text`, `#json`; fetch never sends it) wins;
  * - anything else → `--notify-format`, else json.
  */
 import type { Notification, NotifyEventName, Severity } from './events.ts';
@@ -14,6 +15,8 @@ export type Format = (typeof FORMATS)[number];
 export function detectFormat(url: string, fallback: Format = 'json'): Format {
   const u = new URL(url);
   const host = u.hostname.toLowerCase();
+  const named = u.hash.slice(1);
+  if ((FORMATS as readonly string[]).includes(named)) return named as Format;
   if (host === 'ntfy.sh') return 'ntfy';
   if (host === 'hooks.slack.com') return 'text';
   if ((host === 'discord.com' || host === 'discordapp.com') && u.pathname.startsWith('/api/webhooks/')) return 'text';
