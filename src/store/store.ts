@@ -75,7 +75,6 @@ export class Store {
     touch: Statement<unknown, [number, string]>;
     countByState: Statement<{ state: ConnectionState; count: number }, []>;
     list: Statement<Omit<Row, 'check_tag' | 'sealed'>, []>;
-    claim: Statement<unknown, [string, number]>;
   };
 
   private constructor(db: Database) {
@@ -104,7 +103,6 @@ export class Store {
       touch: db.query(`UPDATE connections SET last_used_at = ?1 WHERE keyid = ?2`),
       countByState: db.query(`SELECT state, count(*) AS count FROM connections GROUP BY state`),
       list: db.query(`SELECT ${INFO_COLUMNS} FROM connections ORDER BY created_at, keyid`),
-      claim: db.query(`INSERT OR IGNORE INTO notifications (key, sent_at) VALUES (?1, ?2)`),
     };
   }
 
@@ -239,7 +237,11 @@ export class Store {
    * true for the first caller ever, in any process on this store; false after.
    */
   claimNotification(key: string, now: number): boolean {
-    return this.write(() => this.stmts.claim.run(key, now)).changes === 1;
+    // Prepared on first use (db.query caches it): a store opened with a test's older schema has no such table.
+    return (
+      this.write(() => this.db.query<unknown, [string, number]>('INSERT OR IGNORE INTO notifications (key, sent_at) VALUES (?1, ?2)').run(key, now)).changes ===
+      1
+    );
   }
 
   close(): void {
