@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connectOverHttp } from '../test/support/binary.ts';
 import { startEntra } from '../test/support/entra.ts';
-import { cpuMs, freePort, median, round, runJsonChild, sleep, stopChild, timeProcess } from './lib.ts';
+import { cpuMs, freePort, initArgs, median, round, runJsonChild, sleep, stopChild, timeProcess } from './lib.ts';
 import type { LoadResult } from './load.ts';
 import { seedStore } from './seed.ts';
 
@@ -59,26 +59,7 @@ async function setup(name: 'A' | 'B', bin: string): Promise<Side> {
   const port = await freePort();
   writeFileSync(join(dir, 'secret'), entra.clientSecret);
   const env = envFor(home);
-  const r = spawnSync(
-    bin,
-    [
-      'init',
-      '--non-interactive',
-      '--client-id',
-      entra.clientId,
-      '--client-secret-file',
-      join(dir, 'secret'),
-      '--authority',
-      entra.authority,
-      '--public-url',
-      `http://127.0.0.1:${port}`,
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--passcode',
-      PASSCODE,
-    ],
-    { env, encoding: 'utf8' },
-  );
+  const r = spawnSync(bin, initArgs(entra, join(dir, 'secret'), port, PASSCODE), { env, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(r.stderr);
   await seedStore(join(home, 'broker.db'), 6);
   const stderr = name === 'B' && values['b-stderr'] === 'null' ? openSync('/dev/null', 'w') : openSync(join(dir, 'serve.log'), 'a');

@@ -145,3 +145,24 @@ export function cpuMs(pid: number): number {
   }
   return ns / 1e6;
 }
+
+/** `broker init` for a benchmark home: the local provider's app, loopback on `port`, a known passcode. */
+export function initArgs(app: { clientId: string; authority: string }, secretFile: string, port: number, passcode: string): string[] {
+  const url = `http://127.0.0.1:${port}`;
+  return [
+    'init',
+    '--non-interactive',
+    '--client-id',
+    app.clientId,
+    '--client-secret-file',
+    secretFile,
+    '--authority',
+    app.authority,
+    '--public-url',
+    url,
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--passcode',
+    passcode,
+  ];
+}

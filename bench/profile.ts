@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { connectOverHttp } from '../test/support/binary.ts';
 import { startEntra } from '../test/support/entra.ts';
-import { freePort, runJsonChild, sleep, stopChild } from './lib.ts';
+import { freePort, initArgs, runJsonChild, sleep, stopChild } from './lib.ts';
 import type { LoadResult } from './load.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -120,26 +120,7 @@ async function serveProfiled(
   const port = await freePort();
   writeFileSync(join(work, 'secret'), entra.clientSecret);
   const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', BROKER_HOME: home };
-  const init = spawnSync(
-    BIN,
-    [
-      'init',
-      '--non-interactive',
-      '--client-id',
-      entra.clientId,
-      '--client-secret-file',
-      join(work, 'secret'),
-      '--authority',
-      entra.authority,
-      '--public-url',
-      `http://127.0.0.1:${port}`,
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--passcode',
-      PASSCODE,
-    ],
-    { env, encoding: 'utf8' },
-  );
+  const init = spawnSync(BIN, initArgs(entra, join(work, 'secret'), port, PASSCODE), { env, encoding: 'utf8' });
   if (init.status !== 0) throw new Error(init.stderr);
   const profDir = join(work, 'prof');
   const child = spawn(BIN, ['serve'], {

@@ -25,7 +25,7 @@ import { loadSodium } from '../src/crypto/sodium.ts';
 import { connectOverHttp } from '../test/support/binary.ts';
 import { startEntra, type Entra } from '../test/support/entra.ts';
 import { startDeadTarget } from '../test/support/receiver.ts';
-import { cpuMs, firstLine, freePort, machine, median, quantile, round, rssMiB, runJsonChild, sleep, stopChild, timeProcess } from './lib.ts';
+import { cpuMs, firstLine, freePort, initArgs, machine, median, quantile, round, rssMiB, runJsonChild, sleep, stopChild, timeProcess } from './lib.ts';
 import type { LoadResult, LoadSpec } from './load.ts';
 import { realisticGrant, seedStore } from './seed.ts';
 import pkg from '../package.json' with { type: 'json' };
@@ -157,23 +157,7 @@ async function makeHome(binary: string, name: string, extra: string[] = []): Pro
   const port = await freePort();
   const secretFile = join(work, name, 'client-secret');
   writeFileSync(secretFile, `${entra!.clientSecret}\n`, { mode: 0o600 });
-  const args = [
-    'init',
-    '--non-interactive',
-    '--client-id',
-    entra!.clientId,
-    '--client-secret-file',
-    secretFile,
-    '--authority',
-    entra!.authority,
-    '--public-url',
-    `http://127.0.0.1:${port}`,
-    '--listen',
-    `127.0.0.1:${port}`,
-    '--passcode',
-    PASSCODE,
-    ...extra,
-  ];
+  const args = [...initArgs(entra!, secretFile, port, PASSCODE), ...extra];
   const r = spawnSync(binary, args, { env: brokerEnv(dir), encoding: 'utf8', timeout: 30_000 });
   if (r.status !== 0) throw new Error(`broker init (${name}) exited ${r.status}: ${r.stderr}`);
   return { name, dir, port, url: `http://127.0.0.1:${port}`, log: join(work, name, 'serve.log') };

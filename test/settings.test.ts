@@ -182,14 +182,14 @@ describe('validateSettings', () => {
     expect(validateSettings({ ...valid, ...over } as never, opts)).toEqual(expected);
   });
 
-  it('names every problem at once, in the order of the settings', () => {
+  it('names every problem at once, in the order of the options table', () => {
     expect(validateSettings({ listen: 'x' }, { requireSecret: true })).toEqual([
       'client-id is missing',
       'client-secret is missing',
       'tenant is missing',
       'authority is missing',
-      'public-url is missing',
       'listen must be HOST:PORT, like 127.0.0.1:8080',
+      'public-url is missing',
       'passcode is missing (run `broker init`)',
     ]);
   });
