@@ -60,6 +60,30 @@ describe('broker notify test', () => {
 });
 
 describe('serve', () => {
+  it('checks the secret expiry a moment after start: 5 days left is the 7-day notice, sent once', async () => {
+    const { home } = await configuredHome(entra, PASSCODE);
+    const expires = new Date(Date.now() + 5 * 86_400_000).toISOString().slice(0, 10);
+    expect((await run(['init', '--non-interactive', '--secret-expires', expires, '--notify-url', `${rx.url}/expiry`], { BROKER_HOME: home })).code).toBe(0);
+    const s = await serve(home);
+    try {
+      await until(() => rx.received.some((r) => r.path === '/expiry'), 10_000);
+      const body = JSON.parse(rx.received.find((r) => r.path === '/expiry')!.body);
+      expect(body).toMatchObject({ event: 'app.secret_expiring', severity: 'warning', keyid: null });
+      expect(body.message).toContain(expires);
+    } finally {
+      await s.stop();
+    }
+    // A restart checks again; the store remembers it was sent.
+    const s2 = await serve(home);
+    try {
+      await until(() => s2.stderr().includes('notify.targets'));
+      await Bun.sleep(6000);
+      expect(rx.received.filter((r) => r.path === '/expiry')).toHaveLength(1);
+    } finally {
+      await s2.stop();
+    }
+  }, 30_000);
+
   it('sends connection.created with --notify-all, and a new target in settings.json applies without a restart', async () => {
     const { home } = await configuredHome(entra, PASSCODE);
     const s = await serve(home, { BROKER_NOTIFY_URLS: `${rx.url}/serve1` }, ['--notify-all']);

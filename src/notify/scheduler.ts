@@ -29,6 +29,8 @@ export function secretThreshold(daysLeft: number): number | null {
 }
 
 export async function dailyCheck(o: ScheduleOptions): Promise<void> {
+  // Without a target there is no one to tell, and no reason to read every connection.
+  if (!o.notifier.targetLabels().length) return;
   const now = o.now();
   const expires = o.secretExpires();
   const left = secretDaysLeft(expires, now);
@@ -46,11 +48,21 @@ export async function dailyCheck(o: ScheduleOptions): Promise<void> {
   }
 }
 
-/** Checks now and then every CHECK_EVERY_MS; returns the stop function. */
-export function startDailyChecks(o: ScheduleOptions, onError: (e: unknown) => void): () => void {
-  const run = () => dailyCheck(o).catch(onError);
-  void run();
+/** A moment after start (not in the way of start-up), then every CHECK_EVERY_MS. */
+export const FIRST_CHECK_AFTER_MS = 5_000;
+
+/** Starts the checks; `run` checks at once (new targets), `stop` ends them. */
+export function startDailyChecks(o: ScheduleOptions, onError: (e: unknown) => void): { run(): void; stop(): void } {
+  const run = () => void dailyCheck(o).catch(onError);
+  const first = setTimeout(run, FIRST_CHECK_AFTER_MS);
   const timer = setInterval(run, CHECK_EVERY_MS);
+  first.unref();
   timer.unref();
-  return () => clearInterval(timer);
+  return {
+    run,
+    stop() {
+      clearTimeout(first);
+      clearInterval(timer);
+    },
+  };
 }

@@ -36,15 +36,18 @@ export function startNotifications(broker: Broker, s: NotifySettings, deps: { fe
     now: deps.now,
     settings: () => ({ publicUrl: ctx.config.publicUrl, clientId: ctx.config.clientId, notifyAll: Boolean(current.notifyAll) }),
   });
-  const stopChecks = startDailyChecks({ notifier, now: deps.now, secretExpires: () => ctx.config.secretExpires, connections: () => ctx.store.list() }, () =>
+  const checks = startDailyChecks({ notifier, now: deps.now, secretExpires: () => ctx.config.secretExpires, connections: () => ctx.store.list() }, () =>
     deps.log.warn('notify.check_failed'),
   );
   return {
     notifier,
     update(next) {
       current = next;
+      const had = notifier.targetLabels().length;
       notifier.setTargets(targetsFrom(next, deps.fetch));
+      // The first target: what is already due is said now, not within a day.
+      if (!had && notifier.targetLabels().length) checks.run();
     },
-    stop: stopChecks,
+    stop: () => checks.stop(),
   };
 }
