@@ -16,7 +16,7 @@ import { appRejected, type Cause, loginRequired, notification } from '../src/not
 import { detectFormat, render } from '../src/notify/formats.ts';
 import { Notifier, RETRY_FOR_MS } from '../src/notify/notifier.ts';
 import { dailyCheck } from '../src/notify/scheduler.ts';
-import { startNotifications } from '../src/notify/setup.ts';
+import { appFingerprint, startNotifications } from '../src/notify/setup.ts';
 import { NotifySink, OUTAGE_AFTER_MS } from '../src/notify/sink.ts';
 import { commandTarget, httpTarget, type Target } from '../src/notify/targets.ts';
 import { Store } from '../src/store/store.ts';
@@ -71,6 +71,10 @@ describe('payloads and formats', () => {
   it("app.rejected's cause ignores what differs per answer; login_required is one per connection", () => {
     expect(appRejected('The app was rejected.', 'cid', 1).key).toBe(appRejected('The app was rejected.', 'cid', 2).key);
     expect(loginRequired('k1', 's', 'r', 'http://x', 1).key).not.toBe(loginRequired('k2', 's', 'r', 'http://x', 1).key);
+    // A new secret rejected again is a new cause; the secret itself is not in the key.
+    const app = (clientSecret: string) => appFingerprint({ clientId: 'cid', tenant: 'consumers', clientSecret });
+    expect(appRejected('r', app('old-secret-value'), 1).key).not.toBe(appRejected('r', app('new-secret-value'), 1).key);
+    expect(appRejected('r', app('old-secret-value'), 1).key).not.toContain('old-secret-value');
   });
 });
 
@@ -237,7 +241,7 @@ describe('time-based checks (injected clock)', () => {
     const t = fakeTarget();
     const clock = { t: NOW };
     const n = new Notifier({ targets: [t], now: () => clock.t, log: silentLogger });
-    const sink = new NotifySink({ notifier: n, now: () => clock.t, settings: () => ({ publicUrl: 'http://x', clientId: 'c', notifyAll: false }) });
+    const sink = new NotifySink({ notifier: n, now: () => clock.t, settings: () => ({ publicUrl: 'http://x', app: 'c', notifyAll: false }) });
     const call = (ok: boolean) => sink.report({ type: 'upstream.call', provider: 'microsoft', ok, transient: !ok });
     for (let m = 0; m < 9; m++) call(false), (clock.t += 60_000);
     call(true); // a success in between starts the count again
@@ -315,6 +319,48 @@ describe('end to end: every delivered byte is scanned for secrets', () => {
       expect(await (await metrics.render()).text()).toMatch(/broker_notifications_total\{event="app.rejected",outcome="sent"\} 4/);
     } finally {
       notifications.stop();
+    }
+  });
+});
+
+describe('a dead target is never in a request’s way', () => {
+  const h = useHarness();
+  const rx = startReceiver();
+  afterAll(() => rx.close());
+
+  it('hanging, 500 and closing targets: the request that causes the event, and cache hits meanwhile, answer at once', async () => {
+    const hang = await startDeadTarget('hang');
+    const closing = await startDeadTarget('close');
+    const notifications = startNotifications(
+      h.broker,
+      { notifyUrls: [hang.url, `${rx.url}/fail`, closing.url], notifyAll: true },
+      { fetch, now: h.broker.ctx.now, log: silentLogger },
+    );
+    try {
+      const ok = await h.connect();
+      const doomed = await h.connect();
+      expireCachedToken(h);
+      expect((await h.refresh(ok.authid)).status).toBe(200);
+      h.entra.failNext(1, { status: 400, body: { error: 'invalid_grant', error_codes: [70008] } });
+      let t0 = performance.now();
+      expect((await h.refresh(doomed.authid)).status).toBe(400);
+      expect(performance.now() - t0).toBeLessThan(1000);
+      // Deliveries are under way (one target never answers within its 10 s); cache hits do not wait for them.
+      t0 = performance.now();
+      for (let i = 0; i < 200; i++) expect((await h.refresh(ok.authid)).status).toBe(200);
+      expect(performance.now() - t0).toBeLessThan(2000);
+      // Each of the three events reached the failing receiver, and waits there for its retry.
+      for (let i = 0; i < 100 && rx.received.filter((r) => r.path === '/fail').length < 3; i++) await Bun.sleep(20);
+      expect(
+        rx.received
+          .filter((r) => r.path === '/fail')
+          .map((r) => JSON.parse(r.body).event)
+          .sort(),
+      ).toEqual(['connection.created', 'connection.created', 'connection.login_required']);
+    } finally {
+      notifications.stop();
+      await hang.close();
+      await closing.close();
     }
   });
 });

@@ -80,10 +80,14 @@ export function loginRequired(keyid: string, service: string, reason: string, pu
   };
 }
 
-/** `reason` without what differs per answer (Microsoft's trace id): one notification per cause. */
-export function appRejected(reason: string, clientId: string, now: number): Cause {
+/**
+ * `reason` without what differs per answer (Microsoft's trace id): one notification
+ * per cause and app registration. `app` names the registration as the owner fixes
+ * it (see appFingerprint), so that a new secret rejected again is a new cause.
+ */
+export function appRejected(reason: string, app: string, now: number): Cause {
   return {
-    key: `app.rejected:${clientId}:${reason}`,
+    key: `app.rejected:${app}:${reason}`,
     notification: notification({
       event: 'app.rejected',
       severity: 'critical',

@@ -1,12 +1,23 @@
 /** Notifications in a running `serve`: the notifier, the broker's event sink, the daily checks; re-aimed on settings reload. */
 import type { Broker } from '../broker/broker.ts';
-import type { Logger } from '../broker/context.ts';
+import type { BrokerConfig, Logger } from '../broker/context.ts';
 import type { Settings } from '../config/settings.ts';
 import type { Fetch } from '../oauth/token-endpoint.ts';
 import { Notifier } from './notifier.ts';
 import { startDailyChecks } from './scheduler.ts';
 import { NotifySink } from './sink.ts';
 import { targetsFrom } from './targets.ts';
+
+/**
+ * The app registration as the owner fixes it: the client id, tenant, and 48 bits of
+ * a SHA-256 of the secret. Only ever part of a key in the store (never sent): a new
+ * secret makes a rejection a new cause. 48 bits of a hash say nothing useful about
+ * a secret of 200+ random bits.
+ */
+export function appFingerprint(c: Pick<BrokerConfig, 'clientId' | 'clientSecret' | 'tenant'>): string {
+  const h = new Bun.CryptoHasher('sha256').update(c.clientSecret).digest('hex').slice(0, 12);
+  return `${c.clientId}:${c.tenant}:${h}`;
+}
 
 export type NotifySettings = Pick<Settings, 'notifyUrls' | 'notifyFormat' | 'notifyCommand' | 'notifyAll'>;
 
@@ -34,7 +45,7 @@ export function startNotifications(broker: Broker, s: NotifySettings, deps: { fe
   ctx.events = new NotifySink({
     notifier,
     now: deps.now,
-    settings: () => ({ publicUrl: ctx.config.publicUrl, clientId: ctx.config.clientId, notifyAll: Boolean(current.notifyAll) }),
+    settings: () => ({ publicUrl: ctx.config.publicUrl, app: appFingerprint(ctx.config), notifyAll: Boolean(current.notifyAll) }),
   });
   const checks = startDailyChecks({ notifier, now: deps.now, secretExpires: () => ctx.config.secretExpires, connections: () => ctx.store.list() }, () =>
     deps.log.warn('notify.check_failed'),

@@ -14,7 +14,7 @@ export interface SinkOptions {
   notifier: Notifier;
   now: () => number;
   /** Read at each event: a reloaded settings file changes them. */
-  settings: () => { publicUrl: string; clientId: string; notifyAll: boolean };
+  settings: () => { publicUrl: string; app: string; notifyAll: boolean };
 }
 
 export class NotifySink implements EventSink {
@@ -39,7 +39,7 @@ export class NotifySink implements EventSink {
       case 'connection.login_required':
         return loginRequired(e.keyid, e.service, e.reason, s.publicUrl, now);
       case 'app.rejected':
-        return appRejected(e.reason, s.clientId, now);
+        return appRejected(e.reason, s.app, now);
       case 'connection.created':
         return s.notifyAll ? connectionCreated(e.keyid, e.service, now) : undefined;
       case 'connection.revoked':
