@@ -33,13 +33,24 @@ const cause = (key: string): Cause => ({ key, notification: note() });
 /** A target that records and answers as told. */
 function fakeTarget(answer: () => Promise<void> = async () => {}): Target & { got: unknown[] } {
   const got: unknown[] = [];
-  return { label: 'fake', got, send: async (n) => (got.push(n), answer()) };
+  return {
+    label: 'fake',
+    got,
+    async send(n) {
+      got.push(n);
+      await answer();
+    },
+  };
 }
 
 /** A clock that `sleep` moves forward: an hour of retries takes no time. */
 function fakeClock(start = NOW) {
   const c = { t: start, slept: [] as number[] };
-  return { c, now: () => c.t, sleep: async (ms: number) => void (c.slept.push(ms), (c.t += ms)) };
+  const sleep = async (ms: number) => {
+    c.slept.push(ms);
+    c.t += ms;
+  };
+  return { c, now: () => c.t, sleep };
 }
 
 describe('payloads and formats', () => {
@@ -242,11 +253,18 @@ describe('time-based checks (injected clock)', () => {
     const clock = { t: NOW };
     const n = new Notifier({ targets: [t], now: () => clock.t, log: silentLogger });
     const sink = new NotifySink({ notifier: n, now: () => clock.t, settings: () => ({ publicUrl: 'http://x', app: 'c', notifyAll: false }) });
-    const call = (ok: boolean) => sink.report({ type: 'upstream.call', provider: 'microsoft', ok, transient: !ok });
-    for (let m = 0; m < 9; m++) call(false), (clock.t += 60_000);
+    const call = (ok: boolean) => sink.report({ type: 'upstream.call', provider: 'microsoft', outcome: ok ? 'ok' : 'upstream_timeout' });
+    /** A failed call a minute, `minutes` times. */
+    const failing = (minutes: number) => {
+      for (let m = 0; m < minutes; m++) {
+        call(false);
+        clock.t += 60_000;
+      }
+    };
+    failing(9);
     call(true); // a success in between starts the count again
-    for (let m = 0; m <= OUTAGE_AFTER_MS / 60_000; m++) call(false), (clock.t += 60_000);
-    for (let m = 0; m < 5; m++) call(false), (clock.t += 60_000);
+    failing(OUTAGE_AFTER_MS / 60_000 + 1);
+    failing(5);
     call(true);
     call(true);
     await n.idle();

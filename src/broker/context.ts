@@ -44,8 +44,8 @@ export type BrokerEvent =
   | { type: 'connection.created'; keyid: string; service: string }
   | { type: 'connection.revoked'; keyid: string }
   | { type: 'app.rejected'; reason: string }
-  /** Every call to a provider's token endpoint: ok, or failed transiently (the outage watch counts these). */
-  | { type: 'upstream.call'; provider: string; ok: boolean; transient: boolean };
+  /** Every call to a provider's token endpoint: `ok`, or the error code it failed with (the outage watch counts these). */
+  | { type: 'upstream.call'; provider: string; outcome: string };
 
 export interface EventSink {
   /** Must return at once and never throw: it runs inside requests. */

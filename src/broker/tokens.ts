@@ -323,12 +323,7 @@ export class TokenService {
       const t0 = performance.now();
       const observe = (outcome: string) => {
         ctx.observer?.upstreamCall(outcome, (performance.now() - t0) / 1000);
-        ctx.events?.report({
-          type: 'upstream.call',
-          provider: service.provider.id,
-          ok: outcome === 'ok',
-          transient: outcome === 'upstream_error' || outcome === 'upstream_timeout',
-        });
+        ctx.events?.report({ type: 'upstream.call', provider: service.provider.id, outcome });
       };
       try {
         const result = await refreshGrant(tokenClient(ctx, service, left), { refreshToken, scope: scopeString(service) });

@@ -308,8 +308,9 @@ export function serveValues(flags: Record<string, unknown>, env: Record<string, 
   const out: Record<string, unknown> = {};
   for (const o of OPTION_LIST) {
     if (!o.serve || !o.flag) continue;
-    const env1 = envValue(o, env);
-    const given = flags[attribute(o.flag)] ?? (o.repeatable ? env1?.split(/[\s,]+/).filter(Boolean) : env1);
+    const fromEnv = envValue(o, env);
+    // A repeatable option's variable is a list, separated by commas or spaces.
+    const given = flags[attribute(o.flag)] ?? (o.repeatable ? fromEnv?.split(/[\s,]+/).filter(Boolean) : fromEnv);
     out[o.name] = typeof given === 'string' && o.parse ? o.parse(given) : (given ?? s[o.name as keyof Settings] ?? defaultOf(o, s));
   }
   return out as Partial<Settings>;

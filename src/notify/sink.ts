@@ -45,7 +45,7 @@ export class NotifySink implements EventSink {
       case 'connection.revoked':
         return s.notifyAll ? connectionRevoked(e.keyid, now) : undefined;
       case 'upstream.call':
-        return this.watch(e.provider, e.ok, e.transient, now);
+        return this.watch(e.provider, e.outcome === 'ok', e.outcome === 'upstream_error' || e.outcome === 'upstream_timeout', now);
     }
   }
 
