@@ -703,9 +703,13 @@ async function measureNotify(binary: string): Promise<void> {
       for (const id of list) if ((await getRefresh(url, id)).status !== 200) throw new Error('warm-up /refresh failed');
     }
     const rps: Record<'none' | 'dead', number[]> = { none: [], dead: [] };
+    /** Server CPU time per request: steadier than requests/s on a shared machine. */
+    const cpu: Record<'none' | 'dead', number[]> = { none: [], dead: [] };
     let errors = 0;
     for (let r = 0; r < ROUNDS; r++) {
       for (const side of r % 2 ? (['dead', 'none'] as const) : (['none', 'dead'] as const)) {
+        const pid = (side === 'none' ? srvNone : srvDead).child.pid!;
+        const cpu0 = cpuMs(pid);
         const res = await load({
           mode: 'closed',
           port: side === 'none' ? none.port : dead.port,
@@ -717,9 +721,12 @@ async function measureNotify(binary: string): Promise<void> {
           hardTimeoutMs: 20_000,
         });
         rps[side].push(res.rps);
+        cpu[side].push(((cpuMs(pid) - cpu0) * 1000) / res.totalRequests);
         errors += res.errors;
       }
-      log(`notify round ${r + 1}: none ${rps.none.at(-1)}/s; dead targets ${rps.dead.at(-1)}/s`);
+      log(
+        `notify round ${r + 1}: none ${rps.none.at(-1)}/s ${round(cpu.none.at(-1)!, 1)} µs CPU/req; dead targets ${rps.dead.at(-1)}/s ${round(cpu.dead.at(-1)!, 1)} µs CPU/req`,
+      );
     }
     const deadLog = readFileSync(dead.log, 'utf8');
     const retries = (deadLog.match(/notify\.retry/g) ?? []).length;
@@ -733,7 +740,17 @@ async function measureNotify(binary: string): Promise<void> {
       target: '≥ 0.95×',
       pass: ratio >= 0.95 && errors === 0 && retries > 0,
     });
-    details.notify = { rps, retries, errors };
+    const cpuRatio = median(cpu.dead.map((v, i) => v / cpu.none[i]!));
+    rows.push({
+      id: '7b',
+      measurement: '… server CPU time per request (the steadier figure)',
+      baseline: `${round(median(cpu.none), 1)} µs`,
+      subject: `${round(median(cpu.dead), 1)} µs`,
+      ratio: x(cpuRatio),
+      target: '≤ 1.05×',
+      pass: cpuRatio <= 1.05,
+    });
+    details.notify = { rps, cpuMicrosPerRequest: cpu, retries, errors };
   } finally {
     await stopChild(srvNone.child);
     await stopChild(srvDead.child);
