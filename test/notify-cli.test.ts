@@ -46,6 +46,10 @@ describe('broker notify test', () => {
 
     const doctor = await run(['doctor'], { BROKER_HOME: home, BROKER_NOTIFY_URLS: dead });
     expect(doctor.stdout).toMatch(/FAIL +notifications: http:\/\/127\.0\.0\.1:\d+\/… cannot be reached/);
+    // A command's program is checked; an assignment before it may be a password and is never shown.
+    const noProgram = await run(['doctor'], { BROKER_HOME: home, BROKER_NOTIFY_COMMAND: 'SMTP_PASS=hunter2 no-such-mailer-xyz -t' });
+    expect(noProgram.stdout).toMatch(/FAIL +notifications: the command no-such-mailer-xyz is not found/);
+    expect(noProgram.stdout + noProgram.stderr).not.toContain('hunter2');
     const good = await run(['doctor'], { BROKER_HOME: home });
     expect(good.stdout).toMatch(/ok +notifications: 2 targets reachable/);
   });

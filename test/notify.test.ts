@@ -18,7 +18,7 @@ import { Notifier, RETRY_FOR_MS } from '../src/notify/notifier.ts';
 import { dailyCheck } from '../src/notify/scheduler.ts';
 import { appFingerprint, startNotifications } from '../src/notify/setup.ts';
 import { NotifySink, OUTAGE_AFTER_MS } from '../src/notify/sink.ts';
-import { httpTarget, type Target } from '../src/notify/targets.ts';
+import { commandLabel, httpTarget, type Target, urlLabel } from '../src/notify/targets.ts';
 import { Store } from '../src/store/store.ts';
 import { expireCachedToken } from './support/harness.ts';
 import { useHarness } from './support/hooks.ts';
@@ -65,6 +65,11 @@ describe('payloads and formats', () => {
     expect(detectFormat('https://hooks.slack.com/services/T/B/x')).toBe('text');
     expect(detectFormat('https://discord.com/api/webhooks/1/x')).toBe('text');
     expect(detectFormat('https://example.org/hook')).toBe('json');
+    // Logs name a target without what may be a password: a webhook's path, a URL's user, a command's arguments.
+    expect(urlLabel('https://user:pw@hooks.slack.com/services/T/B/secret?x=1')).toBe('https://hooks.slack.com/…');
+    expect(commandLabel('SMTP_PASS=hunter2 msmtp -a x owner@example.org')).toBe('command msmtp');
+    expect(commandLabel('"$HOME/bin/notify me"')).toBe('command');
+    expect(commandLabel('/usr/bin/mail -s x owner@example.org')).toBe('command mail');
     expect(detectFormat('https://ntfy.example.org/topic', 'ntfy')).toBe('ntfy');
     expect(detectFormat('https://ntfy.sh/topic', 'json')).toBe('ntfy');
     expect(detectFormat('https://ntfy.example.org/topic#ntfy', 'json')).toBe('ntfy');

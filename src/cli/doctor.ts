@@ -83,8 +83,14 @@ export async function doctorCommand(io: Io, deps: { fetch: typeof fetch; timeout
             bad.push(`${urlLabel(url)} cannot be reached`);
           }
         }
-        const program = n.notifyCommand?.trim().split(/\s+/)[0];
-        if (program && !(program.includes('/') ? existsSync(program) : Bun.which(program))) bad.push(`the command ${program} is not found`);
+        // The program after any VAR=value assignments (which may hold a password, and are never shown).
+        const program = n.notifyCommand
+          ?.trim()
+          .split(/\s+/)
+          .find((w) => !/^\w+=/.test(w));
+        if (program && /^[\w./-]+$/.test(program) && !(program.includes('/') ? existsSync(program) : Bun.which(program))) {
+          bad.push(`the command ${program} is not found`);
+        }
         const count = (n.notifyUrls?.length ?? 0) + (n.notifyCommand ? 1 : 0);
         return bad.length
           ? { ok: false, text: bad.join('; '), fix: 'Check --notify-url and --notify-command, then `broker notify test`.', exit: EXIT.config }

@@ -36,6 +36,16 @@ export function httpTarget(url: string, fallback: Format | undefined, fetch: Fet
   };
 }
 
+/** `command msmtp`: the program only; never its arguments or an assignment before it (`PASS=… msmtp`), which may hold a password. */
+export function commandLabel(command: string): string {
+  const program =
+    command
+      .trim()
+      .split(/\s+/)
+      .find((w) => !/^\w+=/.test(w)) ?? '';
+  return /^[\w./-]+$/.test(program) ? `command ${program.split('/').at(-1)}` : 'command';
+}
+
 /** The event as BROKER_EVENT_* variables: the same fields as the JSON on stdin. */
 export function eventEnv(n: Notification): Record<string, string> {
   return {
@@ -56,7 +66,7 @@ export function eventEnv(n: Notification): Record<string, string> {
  */
 export function commandTarget(command: string, timeoutMs = COMMAND_TIMEOUT_MS, base: Record<string, string | undefined> = process.env): Target {
   return {
-    label: `command ${command.split(/\s+/)[0]}`,
+    label: commandLabel(command),
     async send(n) {
       const env: Record<string, string> = { PATH: base.PATH ?? '/usr/local/bin:/usr/bin:/bin', ...eventEnv(n) };
       if (base.HOME) env.HOME = base.HOME;
