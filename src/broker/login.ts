@@ -207,6 +207,7 @@ export class LoginFlow {
     };
     ctx.store.insert({ keyid: parsed.keyid, service: pending.service.id, checkTag: keys.checkTag, sealed: sealJson(ctx.sodium, keys.sealKey, grant), now });
     ctx.log.info('connection.created', { keyid: short(parsed.keyid), service: pending.service.id });
+    ctx.events?.report({ type: 'connection.created', keyid: parsed.keyid, service: pending.service.id });
     return { authid, keyid: parsed.keyid, service: pending.service, account, extra: pending.extra };
   }
 

@@ -82,6 +82,15 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .option('--force', 'replace existing settings and connections')
     .action(async (file: string, flags) => (await import('./backup.ts')).restoreCommand(brokerHome(io.env), io, file, flags));
 
+  program
+    .command('notify')
+    .description('notifications to the owner (see --notify-url, --notify-command)')
+    .command('test')
+    .description('send a test notification to every target and report each result')
+    .action(async () => {
+      exitCode = await (await import('./notify.ts')).notifyTestCommand(brokerHome(io.env), io);
+    });
+
   registerServiceCommand(program, io);
 
   try {

@@ -232,6 +232,18 @@ export class Store {
     return this.stmts.list.all().map(toInfo);
   }
 
+  /**
+   * Claims the right to send the notification for `key` (a cause, see src/notify):
+   * true for the first caller ever, in any process on this store; false after.
+   */
+  claimNotification(key: string, now: number): boolean {
+    // Prepared on first use (db.query caches it): a store opened with a test's older schema has no such table.
+    return (
+      this.write(() => this.db.query<unknown, [string, number]>('INSERT OR IGNORE INTO notifications (key, sent_at) VALUES (?1, ?2)').run(key, now)).changes ===
+      1
+    );
+  }
+
   close(): void {
     this.db.close();
   }
