@@ -16,6 +16,7 @@ const UNIT = [
   'test/lockout.test.ts',
   'test/login.test.ts',
   'test/metrics.test.ts',
+  'test/notify.test.ts',
   'test/options.test.ts',
   'test/provider-errors.test.ts',
   'test/provider-settings.test.ts',

@@ -16,7 +16,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { deriveKeys, openJson, sealJson } from '../src/crypto/seal.ts';
@@ -24,19 +24,21 @@ import { generateAuthId } from '../src/crypto/authid.ts';
 import { loadSodium } from '../src/crypto/sodium.ts';
 import { connectOverHttp } from '../test/support/binary.ts';
 import { startEntra, type Entra } from '../test/support/entra.ts';
+import { startDeadTarget } from '../test/support/receiver.ts';
 import { cpuMs, firstLine, freePort, initArgs, machine, median, quantile, round, rssMiB, runJsonChild, sleep, stopChild, timeProcess } from './lib.ts';
 import type { LoadResult, LoadSpec } from './load.ts';
 import { realisticGrant, seedStore } from './seed.ts';
 import pkg from '../package.json' with { type: 'json' };
 
-const USAGE = `usage: bun bench/run.ts [--only seal|postgres]
+const USAGE = `usage: bun bench/run.ts [--only seal|notify|postgres]
 
 Measures the compiled dist/broker against baselines (about a minute; builds it
 first if it is older than src/), prints the table and writes
 bench/results/latest.json. --only seal runs row 6 alone, in process, in seconds
-(bench/results/seal.json); --only postgres runs the PostgreSQL rows beside
-SQLite ones measured in the same run (bench/postgres.ts, a few minutes: it seeds
-1,000,000 rows; bench/results/postgres.json). Environment: BENCH_ROUNDS, BENCH_QUICK=1, BENCH_KEEP=1,
+(bench/results/seal.json); --only notify runs row 7 alone (bench/results/notify.json);
+--only postgres runs the PostgreSQL rows beside SQLite ones measured in the same run
+(bench/postgres.ts, about 90 s: it seeds 1,000,000 rows; bench/results/postgres.json).
+Environment: BENCH_ROUNDS, BENCH_QUICK=1, BENCH_KEEP=1,
 BENCH_STRICT=1, BENCH_BINARY=path (see the top of bench/run.ts).
 `;
 const args = process.argv.slice(2);
@@ -45,11 +47,12 @@ if (args.includes('--help') || args.includes('-h')) {
   process.exit(0);
 }
 const ONLY_SEAL = args.join(' ') === '--only seal';
+const ONLY_NOTIFY = args.join(' ') === '--only notify';
 if (args.join(' ') === '--only postgres') {
   await import('./postgres.ts');
   process.exit(0);
 }
-if (args.length && !ONLY_SEAL) {
+if (args.length && !ONLY_SEAL && !ONLY_NOTIFY) {
   process.stderr.write(USAGE);
   process.exit(2);
 }
@@ -155,13 +158,13 @@ interface Home {
   log: string;
 }
 
-async function makeHome(binary: string, name: string): Promise<Home> {
+async function makeHome(binary: string, name: string, extra: string[] = []): Promise<Home> {
   const dir = join(work, name, 'home');
   mkdirSync(join(work, name), { recursive: true });
   const port = await freePort();
   const secretFile = join(work, name, 'client-secret');
   writeFileSync(secretFile, `${entra!.clientSecret}\n`, { mode: 0o600 });
-  const args = initArgs(entra!, secretFile, port, PASSCODE);
+  const args = [...initArgs(entra!, secretFile, port, PASSCODE), ...extra];
   const r = spawnSync(binary, args, { env: brokerEnv(dir), encoding: 'utf8', timeout: 30_000 });
   if (r.status !== 0) throw new Error(`broker init (${name}) exited ${r.status}: ${r.stderr}`);
   return { name, dir, port, url: `http://127.0.0.1:${port}`, log: join(work, name, 'serve.log') };
@@ -303,6 +306,11 @@ async function main(): Promise<void> {
   const m = machine();
   log(`machine: ${m.cores} cores, ${m.cpuModel}, Bun ${m.bun}, load average ${m.loadavgStart.join(' ')}`);
   const sodium = await loadSodium();
+  if (ONLY_NOTIFY) {
+    await measureNotify(ensureBinary());
+    report(m);
+    return;
+  }
   if (!ONLY_SEAL) {
     const suite = await setUp(sodium);
     await measureStorm(suite);
@@ -311,6 +319,7 @@ async function main(): Promise<void> {
     measureScale(suite, hit, refresh);
     await tearDown(suite);
     await measureCli(suite.binary, suite.A);
+    await measureNotify(suite.binary);
   }
   measureSeal(sodium);
   report(m);
@@ -670,6 +679,97 @@ async function measureCli(binary: string, A: Home): Promise<void> {
   };
 }
 
+/**
+ * #7: cache hits on a broker whose notification targets are dead (one accepts and
+ * never answers, one closes every connection), against one without targets, in
+ * the same run, interleaved. With --notify-all, each login before the load queues
+ * a connection.created that hangs on the one target and fails fast on the other,
+ * so deliveries time out and retry while the load runs.
+ */
+async function measureNotify(binary: string): Promise<void> {
+  const ownProvider = !entra;
+  entra ??= await startEntra({ acceptRedirectUri: (u) => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(u) });
+  entra.setAccessTokenTtl(3600);
+  const hang = await startDeadTarget('hang');
+  const closing = await startDeadTarget('close');
+  const none = await makeHome(binary, 'notify-none');
+  const dead = await makeHome(binary, 'notify-dead', ['--notify-url', hang.url, '--notify-url', closing.url, '--notify-all']);
+  const srvNone = await serve(binary, none);
+  const srvDead = await serve(binary, dead);
+  try {
+    const LOGINS = 10;
+    const ids: Record<'none' | 'dead', string[]> = { none: [], dead: [] };
+    for (let i = 0; i < LOGINS; i++) {
+      ids.none.push(await login(none));
+      ids.dead.push(await login(dead));
+    }
+    for (const [url, list] of [
+      [none.url, ids.none],
+      [dead.url, ids.dead],
+    ] as const) {
+      for (const id of list) if ((await getRefresh(url, id)).status !== 200) throw new Error('warm-up /refresh failed');
+    }
+    const rps: Record<'none' | 'dead', number[]> = { none: [], dead: [] };
+    /** Server CPU time per request: steadier than requests/s on a shared machine. */
+    const cpu: Record<'none' | 'dead', number[]> = { none: [], dead: [] };
+    let errors = 0;
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const side of r % 2 ? (['dead', 'none'] as const) : (['none', 'dead'] as const)) {
+        const pid = (side === 'none' ? srvNone : srvDead).child.pid!;
+        const cpu0 = cpuMs(pid);
+        const res = await load({
+          mode: 'closed',
+          port: side === 'none' ? none.port : dead.port,
+          path: '/refresh',
+          connections: CONNECTIONS,
+          warmupMs: WARMUP_MS,
+          durationMs: LOAD_MS,
+          headerSets: ids[side].map((id) => ({ 'X-AuthID': id })),
+          hardTimeoutMs: 20_000,
+        });
+        rps[side].push(res.rps);
+        cpu[side].push(((cpuMs(pid) - cpu0) * 1000) / res.totalRequests);
+        errors += res.errors;
+      }
+      log(
+        `notify round ${r + 1}: none ${rps.none.at(-1)}/s ${round(cpu.none.at(-1)!, 1)} µs CPU/req; dead targets ${rps.dead.at(-1)}/s ${round(cpu.dead.at(-1)!, 1)} µs CPU/req`,
+      );
+    }
+    const deadLog = readFileSync(dead.log, 'utf8');
+    const retries = (deadLog.match(/notify\.retry/g) ?? []).length;
+    const ratio = median(rps.dead.map((v, i) => v / rps.none[i]!));
+    rows.push({
+      id: '7',
+      measurement: `/refresh cache hit, ${CONNECTIONS} conns, 2 dead notify targets (${retries} failed deliveries meanwhile)`,
+      baseline: `${Math.round(median(rps.none))}/s no targets`,
+      subject: `${Math.round(median(rps.dead))}/s`,
+      ratio: x(ratio),
+      target: '≥ 0.95×',
+      pass: ratio >= 0.95 && errors === 0 && retries > 0,
+    });
+    const cpuRatio = median(cpu.dead.map((v, i) => v / cpu.none[i]!));
+    rows.push({
+      id: '7b',
+      measurement: '… server CPU time per request (the steadier figure)',
+      baseline: `${round(median(cpu.none), 1)} µs`,
+      subject: `${round(median(cpu.dead), 1)} µs`,
+      ratio: x(cpuRatio),
+      target: '≤ 1.05×',
+      pass: cpuRatio <= 1.05,
+    });
+    details.notify = { rps, cpuMicrosPerRequest: cpu, retries, errors };
+  } finally {
+    await stopChild(srvNone.child);
+    await stopChild(srvDead.child);
+    await hang.close();
+    await closing.close();
+    if (ownProvider) {
+      await entra.close();
+      entra = undefined;
+    }
+  }
+}
+
 /** #6: seal + open of one realistic record, in process. */
 function measureSeal(sodium: Suite['sodium']): void {
   const { parsed } = generateAuthId((n) => sodium.randombytes_buf(n));
@@ -711,8 +811,9 @@ function report(m: ReturnType<typeof machine>): void {
   const resultsDir = join(BENCH, 'results');
   mkdirSync(resultsDir, { recursive: true });
   const out = { date: new Date().toISOString(), machine: m, rounds: ROUNDS, quick: QUICK, durationS: round((performance.now() - T0) / 1000, 1), rows, details };
-  writeFileSync(join(resultsDir, ONLY_SEAL ? 'seal.json' : 'latest.json'), `${JSON.stringify(out, null, 2)}\n`);
-  process.stdout.write(`\nwrote bench/results/${ONLY_SEAL ? 'seal' : 'latest'}.json (${out.durationS} s)\n`);
+  const name = ONLY_SEAL ? 'seal' : ONLY_NOTIFY ? 'notify' : 'latest';
+  writeFileSync(join(resultsDir, `${name}.json`), `${JSON.stringify(out, null, 2)}\n`);
+  process.stdout.write(`\nwrote bench/results/${name}.json (${out.durationS} s)\n`);
 }
 
 function formatTable(rs: Row[]): string {

@@ -12,6 +12,7 @@ export class Metrics {
   private readonly requests: Counter<'route' | 'status'>;
   private readonly refreshes: Counter<'outcome'>;
   private readonly upstream: Histogram<'outcome'>;
+  private readonly notifications: Counter<'event' | 'outcome'>;
 
   constructor(store: Store) {
     const registers = [this.registry];
@@ -27,6 +28,12 @@ export class Metrics {
       help: "Latency of calls to Microsoft's token endpoint.",
       labelNames: ['outcome'],
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20],
+      registers,
+    });
+    this.notifications = new Counter({
+      name: 'broker_notifications_total',
+      help: 'Notification deliveries by event and outcome: sent, retry, gave_up, dropped.',
+      labelNames: ['event', 'outcome'],
       registers,
     });
     new Gauge({
@@ -52,6 +59,10 @@ export class Metrics {
 
   upstreamCall(outcome: string, seconds: number): void {
     this.upstream.observe({ outcome }, seconds);
+  }
+
+  notification(event: string, outcome: string): void {
+    this.notifications.inc({ event, outcome });
   }
 
   async render(): Promise<Response> {

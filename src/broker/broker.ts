@@ -41,7 +41,10 @@ export class Broker {
     const grant = record.state === 'revoked' ? null : await this.tokens.open(keys, id.keyid);
     const changed = await this.ctx.store.revoke(id.keyid, this.ctx.now());
     this.tokens.forget(id.keyid);
-    if (changed) this.ctx.log.info('connection.revoked', { keyid: short(id.keyid) });
+    if (changed) {
+      this.ctx.log.info('connection.revoked', { keyid: short(id.keyid) });
+      this.ctx.events?.report({ type: 'connection.revoked', keyid: id.keyid });
+    }
     const atProvider = grant ? await revokeGrantAtProvider(this.ctx, grant) : ({ done: 'nothing' } as const);
     return { keyid: id.keyid, alreadyRevoked: !changed && record.state === 'revoked', atProvider };
   }

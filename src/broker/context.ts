@@ -50,6 +50,26 @@ export interface Logger {
 /** Optional measurements (metrics); the domain only reports, it never depends on a metrics library. */
 export interface Observer {
   upstreamCall(outcome: string, seconds: number): void;
+  /** A notification's fate: sent, retry, gave_up, dropped (see src/notify). */
+  notification?(event: string, outcome: string): void;
+}
+
+/**
+ * What happened that the owner may want to hear about (notifications). Public
+ * facts only: a keyid, a service id, a reason in the broker's own words; never a
+ * secret. The domain only reports; what is sent, and to whom, is decided elsewhere.
+ */
+export type BrokerEvent =
+  | { type: 'connection.login_required'; keyid: string; service: string; reason: string }
+  | { type: 'connection.created'; keyid: string; service: string }
+  | { type: 'connection.revoked'; keyid: string }
+  | { type: 'app.rejected'; provider: string; reason: string }
+  /** Every call to a provider's token endpoint: `ok`, or the error code it failed with (the outage watch counts these). */
+  | { type: 'upstream.call'; provider: string; outcome: string };
+
+export interface EventSink {
+  /** Must return at once and never throw: it runs inside requests. */
+  report(e: BrokerEvent): void;
 }
 
 /** Everything the broker talks to, passed in so tests can substitute the network and the clock. */
@@ -64,6 +84,8 @@ export interface BrokerContext {
   sleep?: (ms: number) => Promise<void>;
   log: Logger;
   observer?: Observer;
+  /** Where events for the owner go (notifications); none by default. */
+  events?: EventSink;
 }
 
 export const silentLogger: Logger = { info() {}, warn() {} };

@@ -6,7 +6,7 @@ import type { ConnectionInfo } from '../store/store.ts';
 export const IDLE_LIMIT_DAYS = 90;
 export const IDLE_WARNING_DAYS = 60;
 /** Warn this long before a provider's idle limit. */
-const IDLE_WARNING_BEFORE_DAYS = IDLE_LIMIT_DAYS - IDLE_WARNING_DAYS;
+export const IDLE_WARNING_BEFORE_DAYS = IDLE_LIMIT_DAYS - IDLE_WARNING_DAYS;
 export const SECRET_WARNING_DAYS = 30;
 export const DAY_MS = 86_400_000;
 

@@ -224,6 +224,7 @@ export class LoginFlow {
     };
     await ctx.store.insert({ keyid: parsed.keyid, service: service.id, checkTag: keys.checkTag, sealed: sealJson(ctx.sodium, keys.sealKey, grant), now });
     ctx.log.info('connection.created', { keyid: short(parsed.keyid), service: service.id });
+    ctx.events?.report({ type: 'connection.created', keyid: parsed.keyid, service: service.id });
     return { authid, keyid: parsed.keyid, service, account, extra: pending.extra };
   }
 

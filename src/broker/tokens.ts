@@ -307,8 +307,8 @@ export class TokenService {
    */
   private async upstreamFailed(e: unknown, keyid: string, held: Held, service: string): Promise<AccessToken> {
     const err = e instanceof BrokerError ? e : new BrokerError('internal', 'Internal error in the broker; see its log.', { cause: e });
-    if (err.code === 'login_required') throw await this.endForSignIn(keyid, held.version, err);
-    if (err.code === 'app_misconfigured') this.logMisconfiguredOnce(err);
+    if (err.code === 'login_required') throw await this.endForSignIn(keyid, held.version, err, service);
+    if (err.code === 'app_misconfigured') this.logMisconfiguredOnce(err, findService(service)?.provider.id ?? 'microsoft');
     // Microsoft failed, but the token we hold is still good for a while: a backup can go on.
     if ((err.code === 'upstream_error' || err.code === 'upstream_timeout') && held.grant.accessTokenExpiresAt - this.ctx.now() >= MIN_REMAINING_MS) {
       return this.serveStale(keyid, held, service, err);
@@ -317,21 +317,23 @@ export class TokenService {
   }
 
   /** Microsoft wants a new sign-in: the connection is marked so, and nothing of it stays in memory. */
-  private async endForSignIn(keyid: string, version: number, err: BrokerError): Promise<BrokerError> {
+  private async endForSignIn(keyid: string, version: number, err: BrokerError, service: string): Promise<BrokerError> {
     const { ctx } = this;
     await ctx.store.setState(keyid, version, 'login_required', err.message, ctx.now());
     this.forget(keyid);
     ctx.log.warn('connection.login_required', { keyid: short(keyid) });
+    ctx.events?.report({ type: 'connection.login_required', keyid, service, reason: err.message });
     return new BrokerError('login_required', `${err.message} Create a new AuthID at ${ctx.config.publicUrl}/`, { cause: err });
   }
 
   /** Every refresh fails alike until the owner fixes the app: one log line per distinct cause, not one per request. */
-  private logMisconfiguredOnce(err: BrokerError): void {
+  private logMisconfiguredOnce(err: BrokerError, provider: string): void {
     // Microsoft's trace id differs on every answer, so it is not part of the key.
     const cause = err.message.replace(/; trace id [^\]]*/, '');
     if (this.misconfigLogged.has(cause) || this.misconfigLogged.size >= 100) return;
     this.misconfigLogged.add(cause);
     this.ctx.log.warn('app.misconfigured', { reason: err.message });
+    this.ctx.events?.report({ type: 'app.rejected', provider, reason: cause });
   }
 
   /** The still-valid token we hold, unless the connection changed during the call (which may have taken seconds). */
@@ -408,7 +410,10 @@ export class TokenService {
     for (let attempt = 0; ; attempt++) {
       const left = deadline - ctx.now();
       const t0 = performance.now();
-      const observe = (outcome: string) => ctx.observer?.upstreamCall(outcome, (performance.now() - t0) / 1000);
+      const observe = (outcome: string) => {
+        ctx.observer?.upstreamCall(outcome, (performance.now() - t0) / 1000);
+        ctx.events?.report({ type: 'upstream.call', provider: service.provider.id, outcome });
+      };
       try {
         const result = await refreshGrant(tokenClient(ctx, service, left), { refreshToken, scope: scopeString(service) });
         observe('ok');

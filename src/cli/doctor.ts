@@ -1,4 +1,4 @@
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { secretWarning } from '../broker/lifecycle.ts';
 import { brokerHome } from '../config/home.ts';
@@ -11,6 +11,8 @@ import { openStore } from './store-file.ts';
 import { EXIT } from './exit-codes.ts';
 import type { Io } from './io.ts';
 import { checkPublicUrl } from './serve.ts';
+import { serveValues } from '../config/options.ts';
+import { urlLabel } from '../notify/targets.ts';
 
 type Outcome = { ok: true; text: string } | { ok: false; text: string; fix: string; exit: number };
 
@@ -68,6 +70,35 @@ export async function doctorCommand(io: Io, deps: { fetch: typeof fetch; timeout
       await store.close();
     }
   });
+
+  if (settings) {
+    const n = serveValues({}, io.env, settings);
+    if (n.notifyUrls?.length || n.notifyCommand) {
+      await check('notifications', async () => {
+        const bad: string[] = [];
+        // Reachable is enough: any HTTP answer; nothing is posted (`broker notify test` does that).
+        for (const url of n.notifyUrls ?? []) {
+          try {
+            await deps.fetch(url, { method: 'HEAD', redirect: 'manual', signal: AbortSignal.timeout(deps.timeoutMs ?? 5_000) });
+          } catch {
+            bad.push(`${urlLabel(url)} cannot be reached`);
+          }
+        }
+        // The program after any VAR=value assignments (which may hold a password, and are never shown).
+        const program = n.notifyCommand
+          ?.trim()
+          .split(/\s+/)
+          .find((w) => !/^\w+=/.test(w));
+        if (program && /^[\w./-]+$/.test(program) && !(program.includes('/') ? existsSync(program) : Bun.which(program))) {
+          bad.push(`the command ${program} is not found`);
+        }
+        const count = (n.notifyUrls?.length ?? 0) + (n.notifyCommand ? 1 : 0);
+        return bad.length
+          ? { ok: false, text: bad.join('; '), fix: 'Check --notify-url and --notify-command, then `broker notify test`.', exit: EXIT.config }
+          : { ok: true, text: `${count} target${count > 1 ? 's' : ''} reachable (\`broker notify test\` sends a test event)` };
+      });
+    }
+  }
 
   if (settings?.clientId) {
     const s = settings;

@@ -90,6 +90,15 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .requiredOption('--to <url-or-file>', 'postgres://USER@HOST:PORT/DB (password: URL, PGPASSWORD), or a SQLite file path')
     .action(async (flags: { to: string }) => (await import('./store-migrate.ts')).storeMigrateCommand(brokerHome(io.env), io, flags));
 
+  program
+    .command('notify')
+    .description('notifications to the owner (see --notify-url, --notify-command)')
+    .command('test')
+    .description('send a test notification to every target and report each result')
+    .action(async () => {
+      exitCode = await (await import('./notify.ts')).notifyTestCommand(brokerHome(io.env), io);
+    });
+
   registerServiceCommand(program, io);
 
   try {

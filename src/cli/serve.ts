@@ -10,6 +10,7 @@ import { VERSION } from '../version.ts';
 import type { Io } from './io.ts';
 import { brokerConfig, openBroker } from './open.ts';
 import { displayName, OPTION_LIST, OPTIONS, serveValues } from '../config/options.ts';
+import { startNotifications } from '../notify/setup.ts';
 
 /** What commander hands `serve`: each option of the table under its flag's camelCase name. */
 export type ServeFlags = Record<string, string | boolean | undefined>;
@@ -124,6 +125,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
     throw failed(e);
   }
   for (const warning of appSecretWarnings(brokerConfig(settings), Date.now())) log.warn('app.secret_expiry', { warning });
+  const notifications = startNotifications(broker, serveValues(flags, io.env, settings), { fetch: globalThis.fetch, now: Date.now, log });
   if (!running.url.startsWith('https:') && !/^(127\.|localhost$|::1$|\[::1\]$)/.test(new URL(running.url).hostname)) {
     // Reachable from other machines in plain http: AuthIDs and tokens would cross the network readable.
     log.warn('serve.plain_http_on_network', { listen: running.url, hint: 'use --tls-cert/--tls-key, or listen on 127.0.0.1 behind a reverse proxy' });
@@ -164,6 +166,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
       });
     }
     broker.reconfigure(brokerConfig(next));
+    notifications.update(serveValues(flags, io.env, next));
     if (now.logFormat === 'text' || now.logFormat === 'json') log.setFormat(now.logFormat);
     // HTTPS stays on or off; with it on, new file paths are read at once.
     const tls = current.tls && now.tls ? now.tls : current.tls;
@@ -218,6 +221,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
     process.off('SIGINT', onInt);
     process.off('SIGHUP', onHup);
     clearInterval(poll);
+    notifications.stop();
     log.info('serve.stopping', { signal });
     running.stop().finally(stopped);
   };

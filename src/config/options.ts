@@ -64,6 +64,15 @@ export interface OptionSpec {
 
 const trim = (v: string) => v.trim();
 
+function validateNotifyUrl(v: string): string | null {
+  try {
+    const u = new URL(v);
+    return u.protocol === 'https:' || u.protocol === 'http:' ? null : 'must start with https:// or http://';
+  } catch {
+    return 'is not a URL';
+  }
+}
+
 function publicUrlFor(s: Partial<Settings>): string {
   const listen = s.listen ?? OPTIONS.listen.default;
   // Microsoft accepts http only for localhost, and ignores the port when matching it.
@@ -281,6 +290,42 @@ export const OPTIONS = {
     restart: true,
     parse: (v) => resolve(v),
   },
+  notifyUrls: {
+    flag: '--notify-url',
+    arg: 'URL',
+    env: 'BROKER_NOTIFY_URLS',
+    help: 'POST notifications (sign-in needed, app rejected, secret expiring, idle, outage) to this URL',
+    more: 'JSON, ntfy or a Slack/Discord-style `{"text"}` body: see "Notifications"',
+    init: 'record',
+    serve: true,
+    repeatable: true,
+    parse: trim,
+    check: validateNotifyUrl,
+  },
+  notifyFormat: {
+    flag: '--notify-format',
+    arg: 'FORMAT',
+    env: 'BROKER_NOTIFY_FORMAT',
+    defaultText: 'from the URL, else json',
+    help: 'body of --notify-url posts when the URL does not tell: json, ntfy or text',
+    init: 'record',
+    serve: true,
+    choices: ['json', 'ntfy', 'text'],
+  },
+  notifyCommand: {
+    flag: '--notify-command',
+    arg: 'CMD',
+    env: 'BROKER_NOTIFY_COMMAND',
+    help: 'run this shell command per notification, the event as JSON on stdin and BROKER_EVENT_* variables',
+    init: 'record',
+    serve: true,
+  },
+  notifyAll: {
+    flag: '--notify-all',
+    help: 'also notify connection.created and connection.revoked',
+    init: 'record',
+    serve: true,
+  },
   trustProxy: {
     flag: '--trust-proxy',
     help: 'behind a reverse proxy on this machine: rate-limit by the X-Forwarded-For address',
@@ -328,7 +373,9 @@ export function serveValues(flags: Record<string, unknown>, env: Record<string, 
   const out: Record<string, unknown> = {};
   for (const o of OPTION_LIST) {
     if (!o.serve || !o.flag) continue;
-    const given = flags[attribute(o.flag)] ?? envValue(o, env);
+    const fromEnv = envValue(o, env);
+    // A repeatable option's variable is a list, separated by commas or spaces.
+    const given = flags[attribute(o.flag)] ?? (o.repeatable ? fromEnv?.split(/[\s,]+/).filter(Boolean) : fromEnv);
     out[o.name] = typeof given === 'string' && o.parse ? o.parse(given) : (given ?? s[o.name as keyof Settings] ?? defaultOf(o, s));
   }
   return out as Partial<Settings>;

@@ -52,6 +52,11 @@ export interface Settings {
   metrics?: boolean;
   /** Serve /metrics on this separate HOST:PORT instead. */
   metricsListen?: string;
+  /** Notification targets (src/notify). */
+  notifyUrls?: string[];
+  notifyFormat?: 'json' | 'ntfy' | 'text';
+  notifyCommand?: string;
+  notifyAll?: boolean;
   /** A reverse proxy on this machine sets X-Forwarded-For. */
   trustProxy?: boolean;
   /** postgres://… : the store in PostgreSQL instead of BROKER_HOME's SQLite file. */

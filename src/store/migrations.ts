@@ -20,4 +20,10 @@ export const MIGRATIONS: readonly string[] = [
      state_changed_at INTEGER,
      state_reason     TEXT
    ) STRICT`,
+  // 2: notifications already sent, one row per cause (see src/notify): once per
+  // cause across restarts, and across several instances on one database.
+  `CREATE TABLE notifications (
+     key     TEXT    PRIMARY KEY,
+     sent_at INTEGER NOT NULL
+   ) STRICT`,
 ];

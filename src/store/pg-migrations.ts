@@ -51,4 +51,10 @@ export const PG_MIGRATIONS: readonly string[] = [
      reset_at bigint  NOT NULL,
      PRIMARY KEY (kind, key)
    )`,
+  // 2: notifications already sent, one row per cause (see src/notify), as in SQLite:
+  // whichever instance claims a cause first sends it, once.
+  `CREATE TABLE notifications (
+     key     text   PRIMARY KEY,
+     sent_at bigint NOT NULL
+   )`,
 ];

@@ -364,6 +364,11 @@ export class PostgresStore implements Store {
     });
   }
 
+  async claimNotification(key: string, now: number): Promise<boolean> {
+    const r = await this.q(() => this.sql`INSERT INTO notifications (key, sent_at) VALUES (${key}, ${now}) ON CONFLICT (key) DO NOTHING`);
+    return r.count === 1;
+  }
+
   async close(): Promise<void> {
     await Promise.allSettled([this.sql.close({ timeout: 2 }), this.locks.close({ timeout: 2 }), this.listener?.close({ timeout: 2 })]);
   }

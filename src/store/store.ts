@@ -229,6 +229,18 @@ export class SqliteStore implements Store {
     return this.stmts.list.all().map(toInfo);
   }
 
+  /**
+   * Claims the right to send the notification for `key` (a cause, see src/notify):
+   * true for the first caller ever, in any process on this store; false after.
+   */
+  async claimNotification(key: string, now: number): Promise<boolean> {
+    // Prepared on first use (db.query caches it): a store opened with a test's older schema has no such table.
+    return (
+      this.write(() => this.db.query<unknown, [string, number]>('INSERT OR IGNORE INTO notifications (key, sent_at) VALUES (?1, ?2)').run(key, now)).changes ===
+      1
+    );
+  }
+
   async close(): Promise<void> {
     this.db.close();
   }

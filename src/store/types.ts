@@ -107,5 +107,11 @@ export interface Store {
   /** Takes back one counted failure. */
   forgive(kind: string, key: string, now: number): Promise<void>;
 
+  /**
+   * Claims the right to send the notification for `key` (a cause, see src/notify):
+   * true for the first caller ever, in any process or instance on this store; false after.
+   */
+  claimNotification(key: string, now: number): Promise<boolean>;
+
   close(): Promise<void>;
 }
