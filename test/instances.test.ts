@@ -10,6 +10,7 @@ import { cpSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateAuthId } from '../src/crypto/authid.ts';
+import { PG_MIGRATIONS } from '../src/store/pg-migrations.ts';
 import { configuredHome, connectOverHttp, freePort, LOOPBACK_CALLBACK, newHome, run, type Served, serve } from './support/binary.ts';
 import { type Entra, startEntra } from './support/entra.ts';
 import { PASSCODE } from './support/passcode.ts';
@@ -290,7 +291,7 @@ describe.skipIf(noPostgres)('several instances on one PostgreSQL', () => {
       const { SQL } = await import('bun');
       const sql = new SQL(url, { max: 1 });
       try {
-        expect((await sql`SELECT version FROM broker_schema`).map((r: { version: number }) => r.version)).toEqual([1]);
+        expect((await sql`SELECT version FROM broker_schema`).map((r: { version: number }) => r.version)).toEqual([PG_MIGRATIONS.length]);
       } finally {
         await sql.close();
       }

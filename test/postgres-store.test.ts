@@ -187,6 +187,18 @@ describe.skipIf(noPostgres)('the refresh lock across instances', () => {
     await cluster?.destroy();
   });
 
+  it('a notification is claimed once across instances (notify)', async () => {
+    const url = await cluster.createDatabase();
+    const [a, b] = await Promise.all([PostgresStore.open(url), PostgresStore.open(url)]);
+    try {
+      const claims = await Promise.all([a, b, a, b].map((s) => s.claimNotification('cause-1', Date.now())));
+      expect(claims.filter(Boolean)).toHaveLength(1);
+      expect(await b.claimNotification('cause-2', Date.now())).toBe(true);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
   it('one holder at a time per connection; a waiter runs after it; a wait past its bound is a conflict; other connections do not wait', async () => {
     const url = await cluster.createDatabase();
     const [a, b] = await Promise.all([PostgresStore.open(url), PostgresStore.open(url)]);
