@@ -41,6 +41,14 @@ describe('the database URL', () => {
   it('is shown without its password', () => {
     expect(redactDatabaseUrl('postgres://broker:s3cret@db:5432/broker?sslmode=require')).toBe('postgres://broker@db:5432/broker?sslmode=require');
   });
+
+  it('is shown without a password given as a parameter (?password=, ?sslpassword=), whatever its case; paths to files stay', () => {
+    const shown = redactDatabaseUrl(
+      'postgres://broker@db:5432/broker?sslmode=verify-full&password=s3cret&PassWord=s3cret-too&sslpassword=k3y-pass&sslkey=/etc/broker/client.key',
+    );
+    expect(shown).not.toMatch(/s3cret|k3y-pass/);
+    expect(shown).toBe('postgres://broker@db:5432/broker?sslmode=verify-full&sslkey=%2Fetc%2Fbroker%2Fclient.key');
+  });
 });
 
 describe("the database user's password", () => {
@@ -53,6 +61,7 @@ describe("the database user's password", () => {
     const env = { CREDENTIALS_DIRECTORY: creds, PGPASSWORD: 'from-env' };
     // In the URL: Bun.SQL takes it from there, nothing else is read.
     expect(databasePassword(home({}), env, 'postgres://broker:in-url@db/broker')).toBeUndefined();
+    expect(databasePassword(home({}), env, 'postgres://broker@db/broker?password=in-url')).toBeUndefined();
     expect(databasePassword(home({ databasePasswordFile: join(dir, 'file') }), env, url)).toBe('from-file');
     expect(databasePassword(home({}), env, url)).toBe('from-credential');
     expect(databasePassword(home({}), { PGPASSWORD: 'from-env' }, url)).toBe('from-env');

@@ -13,12 +13,14 @@ export function databaseUrl(home: string, env: Record<string, string | undefined
 }
 
 /**
- * The database user's password, first source wins: the URL itself, the file
- * named by --database-password-file, the systemd credential `database-password`
- * (LoadCredential=), PGPASSWORD. Never logged, never shown.
+ * The database user's password, first source wins: the URL itself (its user
+ * part or `?password=`), the file named by --database-password-file, the systemd
+ * credential `database-password` (LoadCredential=), PGPASSWORD. Never logged,
+ * never shown.
  */
 export function databasePassword(home: string, env: Record<string, string | undefined>, url: string): string | undefined {
-  if (new URL(url).password) return undefined;
+  const u = new URL(url);
+  if (u.password || u.searchParams.has('password')) return undefined;
   const file = readSettings(home).databasePasswordFile;
   const credential = env.CREDENTIALS_DIRECTORY ? join(env.CREDENTIALS_DIRECTORY, DATABASE_PASSWORD_CREDENTIAL) : undefined;
   for (const path of [file, credential]) {

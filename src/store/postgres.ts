@@ -43,11 +43,19 @@ function toInfo(r: Row): ConnectionInfo {
   };
 }
 
-/** The URL without its password: what messages and logs may show. */
+/**
+ * Parameters of a database URL that carry a secret (libpq's and Bun.SQL's names,
+ * compared without case): `password` (Bun.SQL takes the password from it) and
+ * `sslpassword` (the client key's passphrase). File paths such as `sslkey` stay.
+ */
+const SECRET_PARAMS = new Set(['password', 'sslpassword']);
+
+/** The URL without its password, in its user part or as a parameter: what messages and logs may show. */
 export function redactDatabaseUrl(url: string): string {
   try {
     const u = new URL(url);
     u.password = '';
+    for (const name of [...u.searchParams.keys()]) if (SECRET_PARAMS.has(name.toLowerCase())) u.searchParams.delete(name);
     return u.toString();
   } catch {
     return 'postgres://…';
