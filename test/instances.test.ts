@@ -16,6 +16,7 @@ import { type Entra, startEntra } from './support/entra.ts';
 import { PASSCODE } from './support/passcode.ts';
 import { type Cluster, postgresMissing, startCluster } from './support/postgres.ts';
 import { unavailable } from './support/requires.ts';
+import { startTcpProxy, throughProxy } from './support/tcp-proxy.ts';
 
 const noPostgres = unavailable('instances.test.ts', 'the several-instances tests', postgresMissing());
 
@@ -48,8 +49,8 @@ async function instances(n: number, env: Record<string, string> = {}): Promise<{
   return { url, servers, homes: hs };
 }
 
-function refresh(base: string, authid: string): Promise<Response> {
-  return fetch(`${base}/refresh`, { headers: { 'x-authid': authid } });
+function refresh(base: string, authid: string, timeoutMs?: number): Promise<Response> {
+  return fetch(`${base}/refresh`, { headers: { 'x-authid': authid }, signal: timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined });
 }
 
 /** Connects through instance `a`, ending the login (the provider's redirect) on instance `b`. */
@@ -316,6 +317,57 @@ describe.skipIf(noPostgres)('several instances on one PostgreSQL', () => {
         expect(r.status, r.headers.get('x-reason') ?? '').toBe(200);
       }
     });
+
+    it('PostgreSQL blackholed (packets dropped, no reset): a 5xx with X-Reason within the client-side deadline (not 503, no hang), a cached token still served; all recovers when the path heals', async () => {
+      const url = await cluster.createDatabase();
+      const u = new URL(url);
+      const proxy = await startTcpProxy({ host: u.hostname, port: Number(u.port) });
+      entra.setAccessTokenTtl(3600);
+      try {
+        const [home] = await homes(throughProxy(url, proxy), 1);
+        const a = await serve(home!);
+        running.push(a);
+        const { authid } = await connectOverHttp(a.url, PASSCODE, entra.login, { username: 'blackhole' });
+        expect((await refresh(a.url, authid)).status).toBe(200); // cached at A
+        const unknown = generateAuthId((n) => new Uint8Array(randomBytes(n))).authid;
+        expect((await refresh(a.url, unknown)).status).toBe(401);
+        proxy.blackhole({ newOnes: true });
+        const blackholedAt = Date.now();
+        try {
+          // The deadline is 12 s per query; a request that waited on TCP would take 15 minutes.
+          const [cold, cached] = await Promise.all([refresh(a.url, unknown, 30_000), refresh(a.url, authid, 30_000)]);
+          expect(Date.now() - blackholedAt).toBeLessThan(16_000);
+          expect(cold.status).toBeGreaterThanOrEqual(500);
+          expect(cold.status).not.toBe(503);
+          expect(cold.headers.get('x-reason')).toMatch(/database did not answer within 12 s/);
+          expect(cached.status).toBe(200);
+          // The heartbeat notices the silent listening connection (within 20 s): from then on the
+          // row is read on every request, and a cached token is served once the read gives up.
+          for (let i = 0; i < 100 && !/store\.changes_down/.test(a.stderr()); i++) await new Promise((r) => setTimeout(r, 250));
+          expect(a.stderr()).toMatch(/store\.changes_down/);
+          const t = Date.now();
+          const bridged = await refresh(a.url, authid, 30_000);
+          expect(bridged.status, bridged.headers.get('x-reason') ?? '').toBe(200);
+          expect(Date.now() - t).toBeLessThan(16_000);
+          expect(a.stderr()).toMatch(/store\.unreachable_served_cache/);
+        } finally {
+          proxy.heal();
+        }
+        let recovered = false;
+        for (let i = 0; i < 80 && !recovered; i++) {
+          recovered = (await refresh(a.url, unknown, 20_000)).status === 401;
+          if (!recovered) await new Promise((r) => setTimeout(r, 250));
+        }
+        expect(recovered).toBe(true);
+        expect((await refresh(a.url, authid)).status).toBe(200);
+        // The feed comes back too (a new listening connection, up by its own pings).
+        for (let i = 0; i < 100 && !/changes_down[\s\S]*changes_up/.test(a.stderr()); i++) await new Promise((r) => setTimeout(r, 250));
+        expect(a.stderr()).toMatch(/changes_down[\s\S]*changes_up/);
+      } finally {
+        entra.setAccessTokenTtl(30);
+        await proxy.close();
+      }
+    }, 120_000);
 
     it('PostgreSQL stopped: a clear 5xx with X-Reason (not 503, no hang), a cached token still served; all recovers by itself', async () => {
       const { servers } = await instances(2);

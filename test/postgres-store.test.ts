@@ -9,10 +9,11 @@ import { Broker } from '../src/broker/broker.ts';
 import { silentLogger } from '../src/broker/context.ts';
 import type { SealedGrant } from '../src/broker/sealed-grant.ts';
 import { generateAuthId } from '../src/crypto/authid.ts';
-import { deriveKeys, sealJson } from '../src/crypto/seal.ts';
+import { deriveKeys, openJson, sealJson } from '../src/crypto/seal.ts';
 import { loadSodium } from '../src/crypto/sodium.ts';
 import { PostgresStore } from '../src/store/postgres.ts';
 import { type Cluster, postgresMissing, startCluster } from './support/postgres.ts';
+import { startTcpProxy, throughProxy } from './support/tcp-proxy.ts';
 import { unavailable } from './support/requires.ts';
 
 const noPostgres = unavailable('postgres-store.test.ts', 'the change-feed tests', postgresMissing());
@@ -54,8 +55,8 @@ describe.skipIf(noPostgres)('the change feed (LISTEN/NOTIFY)', () => {
     await cluster?.destroy();
   });
 
-  async function instance() {
-    const store = await PostgresStore.open(url, { watch: true });
+  async function instance(opts: { url?: string; heartbeat?: { intervalMs: number } } = {}) {
+    const store = await PostgresStore.open(opts.url ?? url, { watch: true, heartbeat: opts.heartbeat });
     opened.push(store);
     const c = counting(store);
     const sodium = await loadSodium();
@@ -76,6 +77,25 @@ describe.skipIf(noPostgres)('the change feed (LISTEN/NOTIFY)', () => {
       log: silentLogger,
     });
     return { broker, store, reads: c.reads };
+  }
+
+  /** A connection in the store whose access token is good for an hour. */
+  async function seed(store: PostgresStore): Promise<{ authid: string }> {
+    const sodium = await loadSodium();
+    const { authid, parsed } = generateAuthId((n) => sodium.randombytes_buf(n));
+    const keys = deriveKeys(sodium, parsed);
+    const grant: SealedGrant = {
+      v: 1,
+      service: 'onedrivev2',
+      refreshToken: 'rt',
+      accessToken: 'at-1',
+      accessTokenExpiresAt: Date.now() + 3600_000,
+      accessTokenLifetime: 3600,
+      account: { tid: 't', oid: 'o' },
+      obtainedAt: Date.now(),
+    };
+    await store.insert({ keyid: parsed.keyid, service: 'onedrivev2', checkTag: keys.checkTag, sealed: sealJson(sodium, keys.sealKey, grant), now: Date.now() });
+    return { authid };
   }
 
   it('cache hits read nothing while the feed is up; a rotation elsewhere arrives by NOTIFY; with the listener killed every request reads the row and sees a revoke at once', async () => {
@@ -140,6 +160,48 @@ describe.skipIf(noPostgres)('the change feed (LISTEN/NOTIFY)', () => {
     // It comes back by itself.
     await until('the feed is back', () => b.store.changes.live, 20_000);
     await expect(b.broker.tokens.getAccessToken(authid)).rejects.toMatchObject({ code: 'revoked' });
+  });
+
+  it('a listening connection gone silent (blackholed, not closed): within the heartbeat deadline every request reads the row again and refuses a revoke made elsewhere; a new listening connection takes over', async () => {
+    const u = new URL(url);
+    const proxy = await startTcpProxy({ host: u.hostname, port: Number(u.port) });
+    try {
+      const a = await instance();
+      // B reaches the database through the proxy, and checks its listening connection every 200 ms.
+      const b = await instance({ url: throughProxy(url, proxy), heartbeat: { intervalMs: 200 } });
+      const statuses: boolean[] = [];
+      b.store.changes.subscribe(
+        () => {},
+        (live) => statuses.push(live),
+      );
+      const { authid } = await seed(a.store);
+      await until('both feeds live', () => a.store.changes.live && b.store.changes.live);
+      expect((await b.broker.tokens.getAccessToken(authid)).accessToken).toBe('at-1');
+      const before = b.reads();
+      for (let i = 0; i < 20; i++) expect((await b.broker.tokens.getAccessToken(authid)).source).toBe('cache');
+      expect(b.reads() - before).toBe(0);
+
+      // The network drops B's listening connection without telling either end: no close, no error.
+      expect(proxy.blackhole({ which: (startup) => startup.includes('broker-listen') })).toBe(1);
+      await a.broker.revokeWithAuthId(authid, '192.0.2.1');
+      const t0 = Date.now();
+      const code = () =>
+        b.broker.tokens.getAccessToken(authid).then(
+          () => 'served',
+          (e: { code?: string }) => e.code,
+        );
+      await until('B refuses the revoked AuthID', async () => (await code()) === 'revoked');
+      // The deadline is 1.5 beats, checked at every beat: 400 ms at most, then B reads the row.
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(statuses).toContain(false);
+      // A new listening connection replaced the silent one (closed); its pings bring the feed back up.
+      await until('the feed is back', () => b.store.changes.live);
+      expect(statuses.at(-1)).toBe(true);
+      await until('the silent connection is closed', () => proxy.open().filter((s) => s.includes('broker-listen')).length === 1);
+      expect(await code()).toBe('revoked');
+    } finally {
+      await proxy.close();
+    }
   });
 });
 
@@ -224,6 +286,177 @@ describe.skipIf(noPostgres)('the refresh lock across instances', () => {
       expect(events.filter((e) => !e.startsWith('other'))).toEqual(['a start', 'a end', 'b start', 'b end']);
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('the work under the lock is bounded: its caller gets store_error at the bound, the lock stays held until the work ends', async () => {
+    const url = await cluster.createDatabase();
+    const [a, b] = await Promise.all([PostgresStore.open(url, { refreshWorkMs: 300 }), PostgresStore.open(url)]);
+    try {
+      let finish: (v: string) => void = () => {};
+      const stuck = new Promise<string>((r) => {
+        finish = r;
+      });
+      const t0 = Date.now();
+      await expect(a.withRefreshLock('bk1stuck', 5000, () => stuck)).rejects.toMatchObject({ code: 'store_error', message: /did not finish within/ });
+      expect(Date.now() - t0).toBeLessThan(1500);
+      // The work goes on (it may be talking to the provider with the refresh token): nobody else may start one.
+      await expect(b.withRefreshLock('bk1stuck', 200, async () => 'b')).rejects.toMatchObject({ code: 'conflict' });
+      finish('a');
+      expect(await b.withRefreshLock('bk1stuck', 5000, async () => 'b')).toBe('b');
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('the lock lost while the provider answers (its session ended): the refresh fails with store_error, writes nothing without the lock, and the next request writes the kept rotation first', async () => {
+    const url = await cluster.createDatabase();
+    const store = await PostgresStore.open(url);
+    const { SQL } = await import('bun');
+    const admin = new SQL(url, { max: 1 });
+    const sodium = await loadSodium();
+    try {
+      const { authid, parsed } = generateAuthId((n) => sodium.randombytes_buf(n));
+      const keys = deriveKeys(sodium, parsed);
+      const grant: SealedGrant = {
+        v: 1,
+        service: 'onedrivev2',
+        refreshToken: 'rt-1',
+        accessToken: 'at-1',
+        accessTokenExpiresAt: Date.now() + 10_000, // too short to hand out: a refresh
+        accessTokenLifetime: 3600,
+        account: { tid: 't', oid: 'o' },
+        obtainedAt: Date.now(),
+      };
+      await store.insert({
+        keyid: parsed.keyid,
+        service: 'onedrivev2',
+        checkTag: keys.checkTag,
+        sealed: sealJson(sodium, keys.sealKey, grant),
+        now: Date.now(),
+      });
+      let calls = 0;
+      const broker = new Broker({
+        config: {
+          clientId: 'c',
+          clientSecret: 's',
+          tenant: 'consumers',
+          authority: 'http://127.0.0.1:9',
+          publicUrl: 'http://broker.test',
+          passcodeHash: '',
+          allowedOrigins: [],
+        },
+        store,
+        sodium,
+        fetch: async () => {
+          calls++;
+          if (calls === 1) {
+            // While the provider answers, the lock's session ends (here: killed).
+            const held = `FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`;
+            await admin.unsafe(`SELECT pg_terminate_backend(pid) ${held}`);
+            await until('the lock is gone', async () => Number((await admin.unsafe(`SELECT count(*) AS n ${held}`))[0].n) === 0);
+          }
+          const body = { access_token: `at-${calls + 1}`, refresh_token: `rt-${calls + 1}`, expires_in: 3600, token_type: 'Bearer' };
+          return new Response(JSON.stringify(body), { headers: { 'content-type': 'application/json' } });
+        },
+        now: Date.now,
+        log: silentLogger,
+      });
+      await expect(broker.tokens.getAccessToken(authid)).rejects.toMatchObject({ code: 'store_error', message: /refresh lock .* was lost/ });
+      expect((await store.get(parsed.keyid))!.version).toBe(1);
+      expect(broker.tokens.unsavedCount()).toBe(1);
+      // The next request, under a lock of its own, writes the rotation it kept; no new call to the provider.
+      expect((await broker.tokens.getAccessToken(authid)).accessToken).toBe('at-2');
+      expect(calls).toBe(1);
+      const row = (await store.get(parsed.keyid))!;
+      expect(row.version).toBe(2);
+      expect(openJson<SealedGrant>(sodium, keys.sealKey, row.sealed!).refreshToken).toBe('rt-2');
+    } finally {
+      await admin.close();
+      await store.close();
+    }
+  });
+
+  it('a compare-and-swap or state change under a lock that was lost (its session ended) fails with store_error and writes nothing; under the held lock it writes', async () => {
+    const url = await cluster.createDatabase();
+    const store = await PostgresStore.open(url);
+    const { SQL } = await import('bun');
+    const admin = new SQL(url, { max: 1 });
+    const keyid = 'bk1lost';
+    // The advisory locks held in this test's database (pg_locks shows the whole cluster's).
+    const held = `FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`;
+    const advisory = async () => Number((await admin.unsafe(`SELECT count(*) AS n ${held}`))[0].n);
+    const loseTheLock = async () => {
+      await admin.unsafe(`SELECT pg_terminate_backend(pid) ${held}`);
+      await until('the lock is gone', async () => (await advisory()) === 0);
+    };
+    try {
+      await store.insert({ keyid, service: 'onedrivev2', checkTag: new Uint8Array(32), sealed: new Uint8Array([1]), now: 1 });
+      expect(await store.withRefreshLock(keyid, 5000, () => store.compareAndSwap(keyid, 1, new Uint8Array([2]), 2))).toBe(true);
+      // Outside a refresh lock (the CLI, imports) nothing changes.
+      expect(await store.compareAndSwap(keyid, 2, new Uint8Array([3]), 3)).toBe(true);
+      for (const write of [
+        () => store.compareAndSwap(keyid, 3, new Uint8Array([4]), 4),
+        () => store.setState(keyid, 3, 'login_required', 'sign in again', 4),
+      ]) {
+        await expect(
+          store.withRefreshLock(keyid, 5000, async () => {
+            expect(await advisory()).toBe(1);
+            await loseTheLock();
+            return write();
+          }),
+        ).rejects.toMatchObject({ code: 'store_error', message: /refresh lock .* was lost/ });
+        const row = (await store.get(keyid))!;
+        expect([row.version, row.state, [...row.sealed!]]).toEqual([3, 'active', [3]]);
+      }
+      // The next holder writes as usual.
+      expect(await store.withRefreshLock(keyid, 5000, () => store.setState(keyid, 3, 'login_required', 'sign in again', 5))).toBe(true);
+    } finally {
+      await admin.close();
+      await store.close();
+    }
+  });
+});
+
+describe.skipIf(noPostgres)('a network that drops packets (no reset)', () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await startCluster();
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.destroy();
+  });
+
+  it('a query gives up at the client-side deadline with store_error (no URL, no password), never hangs; the store recovers when the path heals', async () => {
+    const url = await cluster.createDatabase();
+    const u = new URL(url);
+    const proxy = await startTcpProxy({ host: u.hostname, port: Number(u.port) });
+    const store = await PostgresStore.open(throughProxy(url, proxy).replace('postgres@', 'postgres:never-shown@'), { queryTimeoutMs: 500 });
+    try {
+      expect(await store.countByState()).toEqual([]);
+      proxy.blackhole({ newOnes: true });
+      for (const call of [() => store.getHead('bk1nothing'), () => store.countByState(), () => store.touch('bk1nothing', 1)]) {
+        const t0 = Date.now();
+        const e = await call().then(
+          () => null,
+          (err: Error & { code?: string }) => err,
+        );
+        expect(e).toMatchObject({ code: 'store_error', message: /did not answer within 0\.5 s/ });
+        expect(Date.now() - t0).toBeLessThan(1500);
+        expect(e!.message).not.toMatch(/never-shown|127\.0\.0\.1|postgres:/);
+      }
+      proxy.heal();
+      await until('the store answers again', () =>
+        store.countByState().then(
+          () => true,
+          () => false,
+        ),
+      );
+      expect(await store.getHead('bk1nothing')).toBeNull();
+    } finally {
+      proxy.heal();
+      await store.close();
+      await proxy.close();
     }
   });
 });

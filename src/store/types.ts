@@ -47,7 +47,8 @@ export interface Window {
 
 /**
  * Changes to connections made by anyone (another instance, `broker revoke`),
- * pushed as they commit. While `live` is false the listener is down and a reader
+ * pushed as they commit. While `live` is false the listener is down, or has not
+ * shown lately that it still delivers (PostgreSQL: its heartbeat), and a reader
  * must not trust what it remembers.
  */
 export interface ChangeFeed {
