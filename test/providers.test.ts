@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { AUTHID } from './support/authid.ts';
+import { loginForm } from './support/http.ts';
 import { PUBLIC_URL, useProviderHarness } from './support/providers/harness.ts';
 
 const HOUR = 3600_000;
@@ -24,6 +25,15 @@ describe('Google (googledrive, googledocs, gcs)', () => {
     expect(one).toMatch(/<option value="gcs" selected>/);
     expect(one).not.toContain('value="googledrive"');
     expect(one).toContain('<input type="hidden" name="type" value="gcs">');
+  });
+
+  it("found by review: the start page's CSP lets the login form's redirect go to Google (form-action), not only to Microsoft", async () => {
+    const start = await h.app(new Request(`${PUBLIC_URL}/?type=googledrive`));
+    const formAction = /(?:^|; )form-action ([^;]*)/.exec(start.headers.get('content-security-policy') ?? '')?.[1]?.split(' ') ?? [];
+    const login = await h.app(new Request(`${PUBLIC_URL}/login`, loginForm({ id: 'googledrive' })));
+    expect(login.status).toBe(302);
+    expect(formAction).toContain(new URL(login.headers.get('location')!).origin);
+    expect(formAction).not.toContain('https://login.microsoftonline.com');
   });
 
   it('a type whose provider has no app here gets a page saying so (404, never 5xx), at / and at POST /login', async () => {
