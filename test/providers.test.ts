@@ -286,9 +286,10 @@ describe('a callback without state', () => {
   const pcloud = useProviderHarness('pcloud', { behaviour: { dropState: true } });
   const google = useProviderHarness('google', { behaviour: { dropState: true } });
 
-  it('pCloud (which drops it for some accounts): the login cookie finds the one pending pCloud login', async () => {
-    const c = await pcloud.connect('pcloud');
-    expect(c.authid).toMatch(/^pcloud-at-/);
+  it('found by review: pCloud (which drops it for some accounts) is refused too, since the login cookie alone would let another site finish a login with its own code (login CSRF)', async () => {
+    pcloud.standIn.resetStats();
+    await expect(pcloud.connect('pcloud')).rejects.toThrow(/login_state_invalid|400|unknown, was already used/);
+    expect(pcloud.standIn.stats.codeRedemptions).toBe(0);
   });
 
   it('Google (which always sends it): refused, and the code is never redeemed', async () => {
