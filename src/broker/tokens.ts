@@ -267,7 +267,7 @@ export class TokenService {
     const started = ctx.now();
     let tokens: TokenResponse;
     try {
-      tokens = await this.callMicrosoft(service, held.grant.refreshToken);
+      tokens = await this.callProvider(service, held.grant.refreshToken);
     } catch (e) {
       return this.upstreamFailed(explained(e, service, ctx.now() - record.createdAt), id.keyid, held, record.service);
     }
@@ -403,8 +403,12 @@ export class TokenService {
     }
   }
 
-  /** Retries transient failures with back-off, within one budget for the whole request. */
-  private async callMicrosoft(service: Service, refreshToken: string): Promise<TokenResponse> {
+  /**
+   * Retries transient failures with back-off, within one budget for the whole request;
+   * except at a provider whose refresh tokens are single-use (Box): a timeout or a 5xx
+   * may come after the provider spent the token, and sending it again would end the grant.
+   */
+  private async callProvider(service: Service, refreshToken: string): Promise<TokenResponse> {
     const { ctx } = this;
     const deadline = ctx.now() + (ctx.config.upstreamBudgetMs ?? UPSTREAM_BUDGET_MS);
     for (let attempt = 0; ; attempt++) {
@@ -421,7 +425,7 @@ export class TokenService {
       } catch (e) {
         observe(e instanceof BrokerError ? e.code : 'internal');
         const transient = e instanceof BrokerError && (e.code === 'upstream_error' || e.code === 'upstream_timeout');
-        const delay = RETRY_DELAYS_MS[attempt];
+        const delay = service.provider.refreshTokens === 'single-use' ? undefined : RETRY_DELAYS_MS[attempt];
         if (!transient || delay === undefined || ctx.now() + delay + 500 >= deadline) throw e;
         ctx.log.warn('upstream.retry', { attempt: attempt + 1, error: (e as BrokerError).code });
         await this.sleep(delay);
