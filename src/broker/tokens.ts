@@ -319,8 +319,13 @@ export class TokenService {
   /** Microsoft wants a new sign-in: the connection is marked so, and nothing of it stays in memory. */
   private async endForSignIn(keyid: string, version: number, err: BrokerError, service: string): Promise<BrokerError> {
     const { ctx } = this;
-    await ctx.store.setState(keyid, version, 'login_required', err.message, ctx.now());
+    const marked = await ctx.store.setState(keyid, version, 'login_required', err.message, ctx.now());
     this.forget(keyid);
+    if (!marked) {
+      // The row changed during the call (a revoke, most likely): its state is the answer, and no one is told to sign in again.
+      const now = await ctx.store.getHead(keyid);
+      if (now?.state === 'revoked') return revokedError(ctx.config.publicUrl);
+    }
     ctx.log.warn('connection.login_required', { keyid: short(keyid) });
     ctx.events?.report({ type: 'connection.login_required', keyid, service, reason: err.message });
     return new BrokerError('login_required', `${err.message} Create a new AuthID at ${ctx.config.publicUrl}/`, { cause: err });
