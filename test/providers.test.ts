@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { AUTHID } from './support/authid.ts';
+import { loginForm } from './support/http.ts';
 import { PUBLIC_URL, useProviderHarness } from './support/providers/harness.ts';
 
 const HOUR = 3600_000;
@@ -24,6 +25,15 @@ describe('Google (googledrive, googledocs, gcs)', () => {
     expect(one).toMatch(/<option value="gcs" selected>/);
     expect(one).not.toContain('value="googledrive"');
     expect(one).toContain('<input type="hidden" name="type" value="gcs">');
+  });
+
+  it("found by review: the start page's CSP lets the login form's redirect go to Google (form-action), not only to Microsoft", async () => {
+    const start = await h.app(new Request(`${PUBLIC_URL}/?type=googledrive`));
+    const formAction = /(?:^|; )form-action ([^;]*)/.exec(start.headers.get('content-security-policy') ?? '')?.[1]?.split(' ') ?? [];
+    const login = await h.app(new Request(`${PUBLIC_URL}/login`, loginForm({ id: 'googledrive' })));
+    expect(login.status).toBe(302);
+    expect(formAction).toContain(new URL(login.headers.get('location')!).origin);
+    expect(formAction).not.toContain('https://login.microsoftonline.com');
   });
 
   it('a type whose provider has no app here gets a page saying so (404, never 5xx), at / and at POST /login', async () => {
@@ -186,6 +196,19 @@ describe('Box (box.com): single-use refresh tokens, never lost', () => {
     expect(h.standIn.stats.reuse).toBe(0);
   });
 
+  it('found by review: an answer from Box lost after it spent the token (a 5xx) is not retried with the spent token, which would end the grant', async () => {
+    const c = await h.connect('box.com');
+    h.standIn.resetStats();
+    h.clock.offsetMs += 2 * HOUR;
+    h.standIn.loseNextAnswers(1);
+    const res = await h.refresh(c.authid);
+    // A transient failure the caller (Duplicati) retries later, not a "sign in again".
+    expect(res.status).toBe(502);
+    expect(h.standIn.stats.refreshes).toBe(1);
+    expect(h.standIn.stats.reuse).toBe(0);
+    expect((await h.store.getHead(c.keyid))?.state).toBe('active');
+  });
+
   it('300 concurrent refreshes of an expired token → one call to Box, 300 answers with the same token, no reuse', async () => {
     const c = await h.connect('box.com');
     h.standIn.resetStats();
@@ -276,9 +299,10 @@ describe('a callback without state', () => {
   const pcloud = useProviderHarness('pcloud', { behaviour: { dropState: true } });
   const google = useProviderHarness('google', { behaviour: { dropState: true } });
 
-  it('pCloud (which drops it for some accounts): the login cookie finds the one pending pCloud login', async () => {
-    const c = await pcloud.connect('pcloud');
-    expect(c.authid).toMatch(/^pcloud-at-/);
+  it('found by review: pCloud (which drops it for some accounts) is refused too, since the login cookie alone would let another site finish a login with its own code (login CSRF)', async () => {
+    pcloud.standIn.resetStats();
+    await expect(pcloud.connect('pcloud')).rejects.toThrow(/login_state_invalid|400|unknown, was already used/);
+    expect(pcloud.standIn.stats.codeRedemptions).toBe(0);
   });
 
   it('Google (which always sends it): refused, and the code is never redeemed', async () => {
