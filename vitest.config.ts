@@ -8,6 +8,7 @@ import { defineConfig } from 'vitest/config';
  */
 const UNIT = [
   'test/broker.test.ts',
+  'test/database-url.test.ts',
   'test/errors.test.ts',
   'test/fetch-tokens.test.ts',
   'test/format.test.ts',

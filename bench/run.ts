@@ -30,12 +30,15 @@ import type { LoadResult, LoadSpec } from './load.ts';
 import { realisticGrant, seedStore } from './seed.ts';
 import pkg from '../package.json' with { type: 'json' };
 
-const USAGE = `usage: bun bench/run.ts [--only seal|notify]
+const USAGE = `usage: bun bench/run.ts [--only seal|notify|postgres]
 
 Measures the compiled dist/broker against baselines (about a minute; builds it
 first if it is older than src/), prints the table and writes
 bench/results/latest.json. --only seal runs row 6 alone, in process, in seconds
-(bench/results/seal.json); --only notify runs row 7 alone (bench/results/notify.json). Environment: BENCH_ROUNDS, BENCH_QUICK=1, BENCH_KEEP=1,
+(bench/results/seal.json); --only notify runs row 7 alone (bench/results/notify.json);
+--only postgres runs the PostgreSQL rows beside SQLite ones measured in the same run
+(bench/postgres.ts, about 90 s: it seeds 1,000,000 rows; bench/results/postgres.json).
+Environment: BENCH_ROUNDS, BENCH_QUICK=1, BENCH_KEEP=1,
 BENCH_STRICT=1, BENCH_BINARY=path (see the top of bench/run.ts).
 `;
 const args = process.argv.slice(2);
@@ -45,6 +48,10 @@ if (args.includes('--help') || args.includes('-h')) {
 }
 const ONLY_SEAL = args.join(' ') === '--only seal';
 const ONLY_NOTIFY = args.join(' ') === '--only notify';
+if (args.join(' ') === '--only postgres') {
+  await import('./postgres.ts');
+  process.exit(0);
+}
 if (args.length && !ONLY_SEAL && !ONLY_NOTIFY) {
   process.stderr.write(USAGE);
   process.exit(2);

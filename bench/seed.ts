@@ -15,7 +15,7 @@ import { generateAuthId } from '../src/crypto/authid.ts';
 import { deriveKeys, sealJson } from '../src/crypto/seal.ts';
 import { loadSodium, type Sodium } from '../src/crypto/sodium.ts';
 import type { SealedGrant } from '../src/broker/sealed-grant.ts';
-import { Store } from '../src/store/store.ts';
+import { SqliteStore } from '../src/store/store.ts';
 
 /** A grant shaped like a real Microsoft one: ~1.5 KB of JSON once sealed. */
 export function realisticGrant(now: number, i = 0): SealedGrant {
@@ -42,7 +42,7 @@ export interface SeedResult {
 export async function seedStore(dbPath: string, count: number, opts: { batch?: number; sodium?: Sodium } = {}): Promise<SeedResult> {
   const sodium = opts.sodium ?? (await loadSodium());
   const batch = opts.batch ?? 5000;
-  const store = Store.open(dbPath);
+  const store = SqliteStore.open(dbPath);
   const t0 = performance.now();
   let envelopeBytes = 0;
   try {
@@ -58,13 +58,13 @@ export async function seedStore(dbPath: string, count: number, opts: { batch?: n
         // Spread creation over the past 80 days, as a long-lived broker would have.
         rows.push({ keyid: parsed.keyid, service: 'onedrivev2', checkTag: keys.checkTag, sealed, now: now - Math.floor(Math.random() * 80 * 86_400_000) });
       }
-      store.insertMany(rows);
+      await store.insertMany(rows);
       done += n;
     }
     // Leave a compact file behind, not a WAL as large as the table.
     store.checkpoint();
   } finally {
-    store.close();
+    await store.close();
   }
   const ms = performance.now() - t0;
   return { count, ms: Math.round(ms), perSecond: Math.round((count / ms) * 1000), envelopeBytes };

@@ -41,9 +41,9 @@ export class Metrics {
       help: 'Connections in the store by state.',
       labelNames: ['state'],
       registers,
-      collect() {
+      async collect() {
         const counts = { active: 0, login_required: 0, revoked: 0 };
-        for (const c of store.countByState()) counts[c.state] = c.count;
+        for (const c of await store.countByState()) counts[c.state] = c.count;
         for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
       },
     });

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it, vi } from 'vitest';
 import { BrokerError } from '../src/errors.ts';
-import { Store } from '../src/store/store.ts';
+import { SqliteStore } from '../src/store/store.ts';
 import { prng } from './support/prng.ts';
 import { expireCachedToken, PASSCODE, PUBLIC_URL } from './support/harness.ts';
 import { useHarness } from './support/hooks.ts';
@@ -53,7 +53,7 @@ describe('login', () => {
     const refreshed = await h.refresh(c.authid);
     const token = (await refreshed.json()) as { access_token: string };
     // The store file holds neither the account name, nor the access token, nor the authid's secret.
-    h.store.list(); // forces nothing; the WAL may still hold the rows, so read both files
+    await h.store.list(); // forces nothing; the WAL may still hold the rows, so read both files
     const bytes = Buffer.concat([readFileSync(h.dbPath), safeRead(`${h.dbPath}-wal`)]).toString('latin1');
     expect(bytes).toContain(c.keyid);
     expect(bytes).not.toContain('alice');
@@ -174,7 +174,7 @@ describe('/refresh', () => {
     expect(s.byGrant.refresh_token).toBe(5);
     // Every refresh used the newest refresh token: the provider saw no reuse.
     expect(s.reuseDetected).toBe(0);
-    expect(h.store.get(c.keyid)!.lastRefreshAt).not.toBeNull();
+    expect((await h.store.get(c.keyid))!.lastRefreshAt).not.toBeNull();
   });
 
   it('30 concurrent refreshes of one connection make one upstream call', async () => {
@@ -219,9 +219,9 @@ describe('/refresh', () => {
   it('a revoke from another process is honoured at once, even with a token cached', async () => {
     const c = await h.connect();
     expect((await h.refresh(c.authid)).status).toBe(200);
-    const cli = Store.open(h.dbPath);
-    cli.revoke(c.keyid, Date.now());
-    cli.close();
+    const cli = SqliteStore.open(h.dbPath);
+    await cli.revoke(c.keyid, Date.now());
+    await cli.close();
     const res = await h.refresh(c.authid);
     expect(res.status).toBe(410);
     expect(await res.text()).not.toContain('access_token');
@@ -235,7 +235,7 @@ describe('/refresh', () => {
     expect(res.status).toBe(400);
     expect(res.headers.get('x-reason')).toMatch(/sign in again: the connection was not used for 90 days/);
     expect(res.headers.get('x-reason')).not.toContain('AADSTS700082: expired'); // the description text is never echoed
-    expect(h.store.get(c.keyid)!.state).toBe('login_required');
+    expect((await h.store.get(c.keyid))!.state).toBe('login_required');
     h.entra.resetStats();
     const again = await h.refresh(c.authid);
     expect(again.status).toBe(400);
@@ -251,7 +251,7 @@ describe('revoke over HTTP', () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ revoked: true, keyid: c.keyid });
     expect((await h.refresh(c.authid)).status).toBe(410);
-    expect(h.store.get(c.keyid)!.sealed).toBeNull();
+    expect((await h.store.get(c.keyid))!.sealed).toBeNull();
   });
 
   it('the revoke form (POST /revoked) works from a browser and explains consent removal', async () => {
@@ -295,7 +295,7 @@ describe('revoke over HTTP', () => {
     } finally {
       writes.mockRestore();
     }
-    const row = h.store.get(c.keyid)!;
+    const row = (await h.store.get(c.keyid))!;
     expect(row.state).toBe('revoked');
     expect(row.sealed).toBeNull();
     h.clock.offsetMs = 0;
@@ -327,7 +327,7 @@ describe('revoke over HTTP', () => {
       const client = `10.${(n >> 8) & 255}.${n & 255}.7`;
       let code = 'accepted';
       try {
-        h.broker.tokens.authenticate(`${c.keyid}:${s}`, client);
+        await h.broker.tokens.authenticate(`${c.keyid}:${s}`, client);
       } catch (e) {
         code = (e as BrokerError).code;
       }
@@ -335,7 +335,7 @@ describe('revoke over HTTP', () => {
     }
     expect(Object.fromEntries(outcomes)).toEqual({ invalid_authid: wrong.size });
     // The real one still works.
-    expect(h.broker.tokens.authenticate(c.authid, '10.255.255.7').id.keyid).toBe(c.keyid);
+    expect((await h.broker.tokens.authenticate(c.authid, '10.255.255.7')).id.keyid).toBe(c.keyid);
   });
 
   it('a wrong secret cannot revoke', async () => {

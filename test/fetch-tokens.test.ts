@@ -6,26 +6,33 @@
 import { describe, expect, it } from 'vitest';
 import { FETCH_TOKEN_READY_TTL_MS, FETCH_TOKEN_TTL_MS, type FetchState, FetchTokens } from '../src/broker/fetch-tokens.ts';
 import { BrokerError } from '../src/errors.ts';
+import { SqliteStore } from '../src/store/store.ts';
 import { jsonError } from '../src/http/respond.ts';
 import { authidInPage } from './support/authid.ts';
 import { PUBLIC_URL } from './support/harness.ts';
 import { useHarness } from './support/hooks.ts';
 import { cookiesOf, loginForm } from './support/http.ts';
 
+/** A store of its own for a table on its own (transients live in memory on SQLite). */
+const memoryStore = () => {
+  const store = SqliteStore.open(':memory:');
+  return () => store;
+};
+
 /** For the tests through the app (the table's own tests do not use it). */
 const h = useHarness();
 
 describe('a full fetch-token table', () => {
-  it('refuses a new token with 429 and Retry-After, and never pushes out a waiting one', () => {
+  it('refuses a new token with 429 and Retry-After, and never pushes out a waiting one', async () => {
     let t = 1_000_000;
-    const table = new FetchTokens(() => t, 3);
+    const table = new FetchTokens(memoryStore(), () => t, 3);
     for (let i = 1; i <= 3; i++) {
-      expect(table.register(`waiting-token-${i}`, { address: `192.0.2.${i}` })).toBe(true);
+      expect(await table.register(`waiting-token-${i}`, { address: `192.0.2.${i}` })).toBe(true);
       t += 10_000;
     }
     let refused: unknown;
     try {
-      table.register('newcomer-token', { address: '192.0.2.99' });
+      await table.register('newcomer-token', { address: '192.0.2.99' });
     } catch (e) {
       refused = e;
     }
@@ -37,23 +44,23 @@ describe('a full fetch-token table', () => {
 
     // Every waiting token is still there and can still receive its AuthID.
     for (let i = 1; i <= 3; i++) {
-      expect(table.take(`waiting-token-${i}`)).toEqual({ kind: 'wait' });
-      expect(table.attach(`waiting-token-${i}`, `authid-${i}`)).toBe(true);
+      expect(await table.take(`waiting-token-${i}`)).toEqual({ kind: 'wait' });
+      expect(await table.attach(`waiting-token-${i}`, `authid-${i}`)).toBe(true);
     }
-    expect(table.take('waiting-token-1')).toEqual({ kind: 'ready', authid: 'authid-1' });
+    expect(await table.take('waiting-token-1')).toEqual({ kind: 'ready', authid: 'authid-1' });
 
     // A place freed (a token read) is a place for a newcomer.
-    expect(table.register('newcomer-token', { address: '192.0.2.99' })).toBe(true);
+    expect(await table.register('newcomer-token', { address: '192.0.2.99' })).toBe(true);
   });
 
-  it('expired tokens make room', () => {
+  it('expired tokens make room', async () => {
     let t = 0;
-    const table = new FetchTokens(() => t, 2);
-    expect(table.register('first-token-1', { address: '192.0.2.1' })).toBe(true);
-    expect(table.register('first-token-2', { address: '192.0.2.2' })).toBe(true);
+    const table = new FetchTokens(memoryStore(), () => t, 2);
+    expect(await table.register('first-token-1', { address: '192.0.2.1' })).toBe(true);
+    expect(await table.register('first-token-2', { address: '192.0.2.2' })).toBe(true);
     t += FETCH_TOKEN_TTL_MS + 1;
-    expect(table.register('later-token-3', { address: '192.0.2.3' })).toBe(true);
-    expect(table.take('first-token-1')).toEqual({ kind: 'unknown' });
+    expect(await table.register('later-token-3', { address: '192.0.2.3' })).toBe(true);
+    expect(await table.take('first-token-1')).toEqual({ kind: 'unknown' });
   });
 });
 
@@ -76,22 +83,27 @@ describe('the fetch-token rules, on a fake clock', () => {
 
   type Op = readonly ['at', number] | readonly ['register' | 'take', string, string?] | readonly ['attach', string, string];
   /** Runs `ops` against a table of capacity 4 on a clock the ops move; what each returned. */
-  function play(ops: readonly Op[]): unknown[] {
+  async function play(ops: readonly Op[]): Promise<unknown[]> {
     let t = 0;
-    const table = new FetchTokens(() => t, 4);
-    return ops.map((op) => {
+    const table = new FetchTokens(memoryStore(), () => t, 4);
+    const out: unknown[] = [];
+    for (const op of ops) {
       switch (op[0]) {
         case 'at':
           t = op[1];
-          return t;
+          out.push(t);
+          break;
         case 'register':
-          return table.register(op[1], { address: op[2] ?? '192.0.2.1' });
+          out.push(await table.register(op[1], { address: op[2] ?? '192.0.2.1' }));
+          break;
         case 'attach':
-          return table.attach(op[1], op[2]);
+          out.push(await table.attach(op[1], op[2]));
+          break;
         default: // take
-          return table.take(op[1]);
+          out.push(await table.take(op[1]));
       }
-    });
+    }
+    return out;
   }
   const WAIT: FetchState = { kind: 'wait' };
   const UNKNOWN: FetchState = { kind: 'unknown' };
@@ -207,19 +219,20 @@ describe('the fetch-token rules, on a fake clock', () => {
       ],
       [true, FETCH_TOKEN_TTL_MS, true, WAIT],
     ],
-  ])('%s', (_, ops, expected) => {
-    expect(play(ops)).toEqual(expected);
+  ])('%s', async (_, ops, expected) => {
+    expect(await play(ops)).toEqual(expected);
   });
 
-  it('one client registers at most 30 tokens in a TTL; another is not held up', () => {
+  it('one client registers at most 30 tokens in a TTL; another is not held up', async () => {
     let t = 0;
-    const table = new FetchTokens(() => t, 100);
-    const results = Array.from({ length: 31 }, (_, i) => table.register(`one-client-${String(i).padStart(3, '0')}`, { address: '198.51.100.7' }));
+    const table = new FetchTokens(memoryStore(), () => t, 100);
+    const results: boolean[] = [];
+    for (let i = 0; i < 31; i++) results.push(await table.register(`one-client-${String(i).padStart(3, '0')}`, { address: '198.51.100.7' }));
     expect(results.filter(Boolean).length).toBe(30);
     expect(results.at(-1)).toBe(false);
-    expect(table.register('other-client-001', { address: '198.51.100.8' })).toBe(true);
+    expect(await table.register('other-client-001', { address: '198.51.100.8' })).toBe(true);
     t = FETCH_TOKEN_TTL_MS;
-    expect(table.register('one-client-later', { address: '198.51.100.7' })).toBe(true);
+    expect(await table.register('one-client-later', { address: '198.51.100.7' })).toBe(true);
   });
 
   it("the cookie value is bound to its token, and matches only that token's", () => {

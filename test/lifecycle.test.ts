@@ -64,11 +64,11 @@ function expectNoDescription(e: { reason: string; body: string }): void {
 }
 
 /** `broker list --json`, run in-process on the harness's store folder. */
-function listJson(h: Harness): { rows: { keyid: string; state: string }[]; stderr: string[] } {
+async function listJson(h: Harness): Promise<{ rows: { keyid: string; state: string }[]; stderr: string[] }> {
   const out: string[] = [];
   const err: string[] = [];
   const io: Io = { ...processIo(), out: (t) => void out.push(t), err: (t) => void err.push(t), env: {}, isTTY: false };
-  listCommand(dirname(h.dbPath), io, { json: true }, () => Date.now() + h.clock.offsetMs);
+  await listCommand(dirname(h.dbPath), io, { json: true }, () => Date.now() + h.clock.offsetMs);
   return { rows: JSON.parse(out.join('\n')), stderr: err };
 }
 
@@ -105,8 +105,8 @@ describe('Microsoft asks for a new sign-in', () => {
     expectNoDescription(e);
     expect(h.entra.stats().tokenRequests).toBe(1);
 
-    expect(h.store.get(c.keyid)!.state).toBe('login_required');
-    const listed = listJson(h);
+    expect((await h.store.get(c.keyid))!.state).toBe('login_required');
+    const listed = await listJson(h);
     expect(listed.rows.find((r) => r.keyid === c.keyid)?.state).toBe('login_required');
     expect(listed.stderr.join('\n')).toContain(`${c.keyid}: Microsoft asks for a new sign-in`);
 
@@ -141,7 +141,7 @@ describe('the app is misconfigured', () => {
     // Not transient: retrying cannot help, so it was asked once.
     expect(h.entra.stats().tokenRequests).toBe(1);
     // Not the user's fault: the connection is not marked, and works once the app is fixed.
-    expect(h.store.get(c.keyid)!.state).toBe('active');
+    expect((await h.store.get(c.keyid))!.state).toBe('active');
     const ok = await h.refresh(c.authid);
     expect(ok.status).toBe(200);
     expect(h.entra.stats().reuseDetected).toBe(0);
@@ -236,7 +236,7 @@ describe('Microsoft fails for a while', () => {
     expectNoDescription(e);
     expect(stats.tokenRequests).toBeGreaterThanOrEqual(2);
     // Nothing was lost: once Microsoft is back the same connection refreshes.
-    expect(h.store.get(c.keyid)!.state).toBe('active');
+    expect((await h.store.get(c.keyid))!.state).toBe('active');
     const ok = await h.refresh(c.authid);
     expect(ok.status).toBe(200);
     expect(h.entra.stats().reuseDetected).toBe(0);
@@ -289,7 +289,7 @@ describe('GET /status: expiry you can see coming', () => {
     expect(Math.abs(Date.parse(s.idle_expires_at) - (created + 90 * DAY))).toBeLessThan(60_000);
     expect(s.warnings).toEqual([expect.stringMatching(new RegExp(`Not refreshed for 61 days.*${end}`))]);
     // `broker list` says the same on stderr.
-    expect(listJson(h).stderr.join('\n')).toMatch(new RegExp(`${c.keyid}: Not refreshed for 61 days`));
+    expect((await listJson(h)).stderr.join('\n')).toMatch(new RegExp(`${c.keyid}: Not refreshed for 61 days`));
     h.clock.offsetMs = 0;
   });
 });

@@ -19,7 +19,7 @@ import { loadSodium } from '../src/crypto/sodium.ts';
 import { BrokerError } from '../src/errors.ts';
 import { findService } from '../src/oauth/services.ts';
 import type { Fetch } from '../src/oauth/token-endpoint.ts';
-import { Store } from '../src/store/store.ts';
+import { SqliteStore } from '../src/store/store.ts';
 import { LOOPBACK_CALLBACK, configuredHome, serve, type Served } from './support/binary.ts';
 import { fakeAuthid } from './support/authid.ts';
 import { useEntra } from './support/hooks.ts';
@@ -32,7 +32,7 @@ const T0 = Date.UTC(2026, 0, 1);
 const DUPLICATI_REQUEST_TIMEOUT_MS = 25_000;
 
 async function context(over: { now: () => number; fetch?: Fetch }): Promise<BrokerContext> {
-  const store = Store.open(join(mkdtempSync(join(tmpdir(), 'broker-limits-')), 'broker.db'));
+  const store = SqliteStore.open(join(mkdtempSync(join(tmpdir(), 'broker-limits-')), 'broker.db'));
   return {
     config: {
       clientId: '00000000-0000-0000-0000-000000000001',
@@ -50,16 +50,6 @@ async function context(over: { now: () => number; fetch?: Fetch }): Promise<Brok
     now: over.now,
     log: silentLogger,
   };
-}
-
-function codeOf(fn: () => unknown): { code: string; retryAfter?: number } {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof BrokerError) return e.options.retryAfter === undefined ? { code: e.code } : { code: e.code, retryAfter: e.options.retryAfter };
-    throw e;
-  }
-  return { code: 'accepted' };
 }
 
 async function codeOfAsync(p: Promise<unknown>): Promise<{ code: string; retryAfter?: number }> {
@@ -81,21 +71,21 @@ describe('wrong AuthIDs: 20 per client address, then locked out for the rest of 
     const unknown = generateAuthId((n) => ctx.sodium.randombytes_buf(n)).authid;
     const attacker = '198.51.100.20';
     const seen: string[] = [];
-    for (let i = 0; i < 20; i++) seen.push(codeOf(() => tokens.authenticate(unknown, attacker)).code);
+    for (let i = 0; i < 20; i++) seen.push((await codeOfAsync(tokens.authenticate(unknown, attacker))).code);
     // 19 wrong answers, then the 20th failure locks the address.
     expect(seen).toEqual([...Array(19).fill('invalid_authid'), 'rate_limited']);
-    const locked = codeOf(() => tokens.authenticate(unknown, attacker));
+    const locked = await codeOfAsync(tokens.authenticate(unknown, attacker));
     expect(locked.code).toBe('rate_limited');
     expect(locked.retryAfter).toBe(5 * 60);
 
     t = T0 + 5 * MINUTE - 1000;
-    const late = codeOf(() => tokens.authenticate(unknown, attacker));
+    const late = await codeOfAsync(tokens.authenticate(unknown, attacker));
     expect(late).toEqual({ code: 'rate_limited', retryAfter: 1 });
-    expect(codeOf(() => tokens.authenticate(unknown, '198.51.100.21')).code).toBe('invalid_authid');
+    expect((await codeOfAsync(tokens.authenticate(unknown, '198.51.100.21'))).code).toBe('invalid_authid');
 
     t = T0 + 5 * MINUTE;
-    expect(codeOf(() => tokens.authenticate(unknown, attacker)).code).toBe('invalid_authid');
-    ctx.store.close();
+    expect((await codeOfAsync(tokens.authenticate(unknown, attacker))).code).toBe('invalid_authid');
+    await ctx.store.close();
   });
 });
 
@@ -135,7 +125,7 @@ describe('how long a refresh waits for Microsoft, by default', () => {
     expect(client.headersTimeoutMs!).toBeLessThanOrEqual(client.timeoutMs);
     // Within a refresh, a call never gets more than what is left of the budget.
     expect(tokenClient(ctx, findService('onedrivev2')!, 1500).timeoutMs).toBe(1500);
-    ctx.store.close();
+    await ctx.store.close();
   });
 
   it("a Microsoft that fails slowly: the refresh gives up (502) before Duplicati's 25 s, on the injected clock", async () => {
@@ -164,7 +154,7 @@ describe('how long a refresh waits for Microsoft, by default', () => {
       account: { tid: 't', oid: 'o' },
       obtainedAt: T0 - 3600_000,
     };
-    ctx.store.insert({
+    await ctx.store.insert({
       keyid: parsed.keyid,
       service: 'onedrivev2',
       checkTag: keys.checkTag,
@@ -177,7 +167,7 @@ describe('how long a refresh waits for Microsoft, by default', () => {
     expect(result.code).toBe('upstream_error');
     expect(calls, `spent ${spent} ms of the clock`).toBeGreaterThanOrEqual(2); // it did retry within the budget
     expect(spent, `${calls} calls`).toBeLessThan(DUPLICATI_REQUEST_TIMEOUT_MS);
-    ctx.store.close();
+    await ctx.store.close();
   });
 });
 

@@ -19,7 +19,7 @@ import { dailyCheck } from '../src/notify/scheduler.ts';
 import { appFingerprint, startNotifications } from '../src/notify/setup.ts';
 import { NotifySink, OUTAGE_AFTER_MS } from '../src/notify/sink.ts';
 import { commandLabel, httpTarget, type Target, urlLabel } from '../src/notify/targets.ts';
-import { Store } from '../src/store/store.ts';
+import { SqliteStore } from '../src/store/store.ts';
 import { expireCachedToken } from './support/harness.ts';
 import { useHarness } from './support/hooks.ts';
 import { startDeadTarget, startReceiver } from './support/receiver.ts';
@@ -145,10 +145,10 @@ describe('the notifier', () => {
 
   it('once per cause across instances and restarts: the claim in the store lets one notifier send', async () => {
     const path = join(mkdtempSync(join(tmpdir(), 'broker-notify-')), 'broker.db');
-    const a = Store.open(path);
-    const b = Store.open(path);
+    const a = SqliteStore.open(path);
+    const b = SqliteStore.open(path);
     const t = fakeTarget();
-    const mk = (s: Store) => new Notifier({ targets: [t], now: () => NOW, log: silentLogger, claim: (k, now) => s.claimNotification(k, now) });
+    const mk = (s: SqliteStore) => new Notifier({ targets: [t], now: () => NOW, log: silentLogger, claim: (k, now) => s.claimNotification(k, now) });
     const [na, nb] = [mk(a), mk(b)];
     na.send(cause('same'));
     nb.send(cause('same'));

@@ -132,7 +132,7 @@ describe('Google, with the scope unticked on the consent screen', () => {
 
   it('the login fails naming the scope, and no connection is made', async () => {
     await expect(h.connect('googledrive')).rejects.toThrow(/Google did not grant https:\/\/www.googleapis.com\/auth\/drive.file/);
-    expect(h.store.countByState().reduce((a, r) => a + r.count, 0)).toBe(0);
+    expect((await h.store.countByState()).reduce((a, r) => a + r.count, 0)).toBe(0);
   });
 });
 
@@ -261,7 +261,7 @@ describe('pCloud: shows its access token and keeps nothing', () => {
     expect(c.authid).toMatch(/^pcloud-at-/);
     expect(c.page).toContain('keeps nothing');
     expect(c.page).not.toContain('/refresh');
-    expect(h.store.countByState().reduce((a, r) => a + r.count, 0)).toBe(0);
+    expect((await h.store.countByState()).reduce((a, r) => a + r.count, 0)).toBe(0);
     expect(h.standIn.lastAuthorize!.has('scope')).toBe(false);
   });
 

@@ -7,17 +7,17 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { Store } from '../src/store/store.ts';
+import { SqliteStore } from '../src/store/store.ts';
 import { expireCachedToken } from './support/harness.ts';
 import { useHarness } from './support/hooks.ts';
 
 /** `broker revoke <keyid>` from another process: a second connection to the same store file. */
-function revokeFromCli(dbPath: string, keyid: string): boolean {
-  const cli = Store.open(dbPath);
+async function revokeFromCli(dbPath: string, keyid: string): Promise<boolean> {
+  const cli = SqliteStore.open(dbPath);
   try {
-    return cli.revoke(keyid, Date.now());
+    return await cli.revoke(keyid, Date.now());
   } finally {
-    cli.close();
+    await cli.close();
   }
 }
 
@@ -36,7 +36,7 @@ describe('a revoke that lands while a refresh is at Microsoft (Microsoft then an
       // Wait until the refresh request has reached the provider (it is held there for 400 ms).
       for (let i = 0; i < 200 && h.entra.stats().tokenRequests === 0; i++) await new Promise((r) => setTimeout(r, 5));
       expect(h.entra.stats().tokenRequests).toBe(1);
-      expect(revokeFromCli(h.dbPath, keyid)).toBe(true);
+      expect(await revokeFromCli(h.dbPath, keyid)).toBe(true);
 
       const res = await pending;
       expect(res.status).toBe(410);
@@ -84,7 +84,7 @@ describe('a revoke during a Microsoft outage wins over the old token', () => {
     await reached;
 
     // The owner revokes from the command line (another process, the same store file).
-    expect(revokeFromCli(outage.dbPath, keyid)).toBe(true);
+    expect(await revokeFromCli(outage.dbPath, keyid)).toBe(true);
     open();
 
     const res = await pending;
@@ -99,9 +99,9 @@ describe('a revoked envelope is gone from broker.db and its WAL', () => {
 
   it('after `broker revoke`, no byte of the sealed envelope is left in the store files', async () => {
     const c = await h.connect();
-    const envelope = h.store.get(c.keyid)!.sealed!;
+    const envelope = (await h.store.get(c.keyid))!.sealed!;
     // Like `broker revoke <keyid>` while serve runs: a second connection to the same file.
-    expect(revokeFromCli(h.dbPath, c.keyid)).toBe(true);
+    expect(await revokeFromCli(h.dbPath, c.keyid)).toBe(true);
     const nonceAndMac = Buffer.from(envelope.subarray(1, 1 + 24 + 16));
     const found = [h.dbPath, `${h.dbPath}-wal`].filter((f) => existsSync(f) && readFileSync(f).includes(nonceAndMac));
     expect(found).toEqual([]);

@@ -82,6 +82,12 @@ describe('renderUnit', () => {
     ['a credential file', { credentialFile: '/etc/broker/client-secret' }, ['LoadCredential=client-secret:/etc/broker/client-secret'], []],
     ['no credential file', {}, [], ['LoadCredential=']],
     [
+      "the PostgreSQL user's password",
+      { databasePasswordFile: '/etc/broker/db-password' },
+      ['LoadCredential=database-password:/etc/broker/db-password'],
+      ['LoadCredential=client-secret'],
+    ],
+    [
       '% is escaped for systemd, $ on the command line too',
       { exec: ['/opt/b%r/$broker'], home: '/srv/b%r' },
       ['ExecStart=/opt/b%%r/$$broker serve', 'Environment=BROKER_HOME=/srv/b%%r', 'ReadWritePaths=/srv/b%%r'],

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MIGRATIONS } from '../src/store/migrations.ts';
-import { KEEP_MIGRATION_BACKUPS, Store } from '../src/store/store.ts';
+import { KEEP_MIGRATION_BACKUPS, SqliteStore } from '../src/store/store.ts';
 import { configuredHome, connectOverHttp, LOOPBACK_CALLBACK, run, serve } from './support/binary.ts';
 import { useEntra } from './support/hooks.ts';
 import { PASSCODE } from './support/passcode.ts';
@@ -32,42 +32,42 @@ describe('store migrations', () => {
   const v2 = [...v1, 'ALTER TABLE connections ADD COLUMN note TEXT'];
   const v3 = [...v2, 'CREATE TABLE extra (id INTEGER PRIMARY KEY) STRICT'];
 
-  function storeAtV1(): string {
+  async function storeAtV1(): Promise<string> {
     const path = join(mkdtempSync(join(tmpdir(), 'broker-upgrade-')), 'broker.db');
-    const s = Store.open(path, { migrations: v1 });
-    s.insert({ keyid: 'bk1a', service: 'onedrivev2', checkTag: tag, sealed: box(1), now: 1000 });
-    s.close();
+    const s = SqliteStore.open(path, { migrations: v1 });
+    await s.insert({ keyid: 'bk1a', service: 'onedrivev2', checkTag: tag, sealed: box(1), now: 1000 });
+    await s.close();
     return path;
   }
 
-  it('copies a store made by the previous schema before migrating it, and the copy is that store as it was', () => {
-    const path = storeAtV1();
-    const upgraded = Store.open(path, { migrations: v2 });
+  it('copies a store made by the previous schema before migrating it, and the copy is that store as it was', async () => {
+    const path = await storeAtV1();
+    const upgraded = SqliteStore.open(path, { migrations: v2 });
     expect(upgraded.schemaVersion()).toBe(2);
-    expect(upgraded.get('bk1a')?.sealed).toEqual(box(1));
-    upgraded.close();
+    expect((await upgraded.get('bk1a'))?.sealed).toEqual(box(1));
+    await upgraded.close();
     const bak = `${path}.bak-v1`;
     expect(statSync(bak).mode & 0o777).toBe(0o600);
     expect(userVersion(bak)).toBe(1);
     // The copy opens with the first schema and holds the connection untouched.
-    const old = Store.open(bak, { migrations: v1 });
-    expect(old.get('bk1a')?.sealed).toEqual(box(1));
-    old.close();
+    const old = SqliteStore.open(bak, { migrations: v1 });
+    expect((await old.get('bk1a'))?.sealed).toEqual(box(1));
+    await old.close();
     // Opening again at the same schema makes no new copy.
-    Store.open(path, { migrations: v2 }).close();
+    SqliteStore.open(path, { migrations: v2 }).close();
     expect(readdirSync(dirname(path)).filter((f) => f.includes('.bak-'))).toEqual(['broker.db.bak-v1']);
   });
 
-  it('a new store has nothing to copy; older copies beyond the last few are removed', () => {
+  it('a new store has nothing to copy; older copies beyond the last few are removed', async () => {
     const path = join(mkdtempSync(join(tmpdir(), 'broker-upgrade-')), 'broker.db');
-    Store.open(path, { migrations: v3 }).close();
+    SqliteStore.open(path, { migrations: v3 }).close();
     expect(readdirSync(dirname(path)).filter((f) => f.includes('.bak-'))).toEqual([]);
     // Old copies left by earlier upgrades (v0 stands in for versions long gone).
     for (const v of [0, 1]) copyFileSync(path, `${path}.bak-v${v}`);
     copyFileSync(path, `${path}.bak-v2`);
-    const p2 = storeAtV1();
+    const p2 = await storeAtV1();
     for (const v of [0, 2, 5]) copyFileSync(p2, `${p2}.bak-v${v}`);
-    Store.open(p2, { migrations: v3 }).close();
+    SqliteStore.open(p2, { migrations: v3 }).close();
     const left = readdirSync(dirname(p2))
       .filter((f) => f.includes('.bak-'))
       .sort();
@@ -76,13 +76,13 @@ describe('store migrations', () => {
   });
 
   it('refuses a store from a newer broker with a hint to upgrade, and leaves the file as it was', async () => {
-    const path = storeAtV1();
+    const path = await storeAtV1();
     const db = new Database(path);
     db.exec(`PRAGMA user_version = ${MIGRATIONS.length + 1}`);
     db.exec('PRAGMA journal_mode = DELETE');
     db.close();
     const before = statSync(path).mtimeMs;
-    expect(() => Store.open(path)).toThrow(/newer than this broker understands/);
+    expect(() => SqliteStore.open(path)).toThrow(/newer than this broker understands/);
     expect(statSync(path).mtimeMs).toBe(before);
     // What a user sees from the binary: exit 5 (store), the reason, and what to do.
     const r = await run(['list'], { BROKER_HOME: dirname(path) });

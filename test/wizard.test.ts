@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { validateHttpUrl } from '../src/config/settings.ts';
-import { Store } from '../src/store/store.ts';
+import { SqliteStore } from '../src/store/store.ts';
 import { BINARY, newHome, run } from './support/binary.ts';
 import { missingCommand, unavailable } from './support/requires.ts';
 import { fakeKeyid } from './support/authid.ts';
@@ -255,9 +255,9 @@ describe.skipIf(noTmux)('the init wizard on a terminal (tmux)', () => {
     const before = JSON.parse(readFileSync(join(home, 'settings.json'), 'utf8')) as Record<string, unknown>;
     // A connection row (dummy sealed bytes: list shows rows, it never opens them).
     const keyid = fakeKeyid();
-    const store = Store.open(join(home, 'broker.db'));
-    store.insert({ keyid, service: 'onedrivev2', checkTag: new Uint8Array(32), sealed: new Uint8Array(64), now: Date.now() });
-    store.close();
+    const store = SqliteStore.open(join(home, 'broker.db'));
+    await store.insert({ keyid, service: 'onedrivev2', checkTag: new Uint8Array(32), sealed: new Uint8Array(64), now: Date.now() });
+    await store.close();
 
     const pane = Pane.start(home);
     try {

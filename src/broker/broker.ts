@@ -20,7 +20,7 @@ export class Broker {
   constructor(readonly ctx: BrokerContext) {
     this.tokens = new TokenService(ctx);
     this.login = new LoginFlow(ctx);
-    this.fetchTokens = new FetchTokens(ctx.now);
+    this.fetchTokens = new FetchTokens(() => ctx.store, ctx.now);
   }
 
   /**
@@ -37,9 +37,9 @@ export class Broker {
    * the secret first, revokes here, then at the provider with the grant it opened.
    */
   async revokeWithAuthId(authidText: string, client?: string): Promise<RevokeResult> {
-    const { id, keys, record } = this.tokens.authenticate(authidText, client);
-    const grant = record.state === 'revoked' ? null : this.tokens.open(keys, id.keyid);
-    const changed = this.ctx.store.revoke(id.keyid, this.ctx.now());
+    const { id, keys, record } = await this.tokens.authenticate(authidText, client);
+    const grant = record.state === 'revoked' ? null : await this.tokens.open(keys, id.keyid);
+    const changed = await this.ctx.store.revoke(id.keyid, this.ctx.now());
     this.tokens.forget(id.keyid);
     if (changed) {
       this.ctx.log.info('connection.revoked', { keyid: short(id.keyid) });

@@ -1,6 +1,6 @@
 import { generateAuthId } from '../crypto/authid.ts';
-import { safeEqual, sha256 } from '../crypto/compare.ts';
 import { deriveKeys, sealJson } from '../crypto/seal.ts';
+import { openTransient, sealTransient, transientId } from '../crypto/transient.ts';
 import { BrokerError } from '../errors.ts';
 import { readIdToken, type Account } from '../oauth/id-token.ts';
 import { createPkce, randomToken } from '../oauth/pkce.ts';
@@ -16,11 +16,12 @@ export const LOGIN_TTL_MS = 10 * 60_000;
 /** Bounds memory if someone with the passcode starts logins in a loop. */
 const MAX_PENDING = 1000;
 
+/** Sealed under the browser's cookie and filed under a hash of the state, in the store (see crypto/transient.ts). */
 interface PendingLogin {
-  service: Service;
+  /** The service's id. */
+  service: string;
   codeVerifier: string;
   nonce: string;
-  cookieHash: Buffer;
   /** As sent to Microsoft: the redemption must repeat it, even if the settings were reloaded meanwhile. */
   redirectUri: string;
   expiresAt: number;
@@ -47,16 +48,26 @@ export interface LoginResult {
   extra?: string;
 }
 
+const KIND = 'login';
+/** The state of a login whose provider may drop it from the callback, filed under a hash of the cookie. */
+const BY_COOKIE = 'login-cookie';
+
 /**
  * The authorization-code flow with PKCE (S256), a state that is single-use and
- * bound to the browser by a cookie, and a nonce checked in the id_token.
+ * bound to the browser by a cookie, and a nonce checked in the id_token. What a
+ * login needs at its end is in the store, sealed under the browser's cookie, so
+ * it may end on another instance than the one it started on.
  */
 export class LoginFlow {
-  private readonly pending = new Map<string, PendingLogin>();
   readonly passcode: PasscodeGuard;
 
   constructor(private readonly ctx: BrokerContext) {
-    this.passcode = new PasscodeGuard(() => ctx.config.passcodeHash, ctx.now, ctx.sleep);
+    this.passcode = new PasscodeGuard(
+      () => ctx.config.passcodeHash,
+      ctx.now,
+      ctx.sleep,
+      () => ctx.store,
+    );
   }
 
   /** The services whose provider has an app on this broker. */
@@ -78,7 +89,7 @@ export class LoginFlow {
   }
 
   /** For the machine's owner at the command line (`broker connect`): no passcode, the process is the browser binding. */
-  startAsOwner(serviceId: string): LoginStart {
+  startAsOwner(serviceId: string): Promise<LoginStart> {
     return this.begin(this.offered(serviceId));
   }
 
@@ -89,9 +100,9 @@ export class LoginFlow {
     return service;
   }
 
-  private begin(service: Service, extra?: string): LoginStart {
-    this.sweep();
-    if (this.pending.size >= MAX_PENDING) {
+  private async begin(service: Service, extra?: string): Promise<LoginStart> {
+    const now = this.ctx.now();
+    if ((await this.ctx.store.countTransient(KIND, now)).count >= MAX_PENDING) {
       throw new BrokerError('rate_limited', 'Too many logins in progress; finish or wait for them to expire.', { retryAfter: 60 });
     }
     const { config } = this.ctx;
@@ -99,16 +110,20 @@ export class LoginFlow {
     const state = randomToken();
     const nonce = randomToken();
     const cookieValue = randomToken();
-    this.pending.set(state, {
-      service,
+    const pending: PendingLogin = {
+      service: service.id,
       codeVerifier: pkce.verifier,
       nonce,
-      cookieHash: sha256(cookieValue),
       redirectUri: redirectUri(config),
-      expiresAt: this.ctx.now() + LOGIN_TTL_MS,
+      expiresAt: now + LOGIN_TTL_MS,
       extra,
-    });
+    };
+    const { store } = this.ctx;
+    await store.putTransient(KIND, transientId(KIND, state), sealTransient(KIND, cookieValue, JSON.stringify(pending)), pending.expiresAt, now);
     const provider = service.provider;
+    if (provider.stateMayBeDropped) {
+      await store.putTransient(BY_COOKIE, transientId(BY_COOKIE, cookieValue), sealTransient(BY_COOKIE, cookieValue, state), pending.expiresAt, now);
+    }
     const app = appOf(config, provider)!;
     const url = new URL(endpointsOf(provider, app).authorizeUrl);
     const scope = scopeString(service);
@@ -134,29 +149,31 @@ export class LoginFlow {
     hostname?: string | null;
   }): Promise<LoginResult> {
     const { ctx } = this;
-    const state = p.state || this.stateByCookie(p.cookieValue);
-    const pending = state ? this.pending.get(state) : undefined;
-    // Single use: whatever happens next, this state is spent.
-    if (state && pending) this.pending.delete(state);
+    const state = p.state || (await this.stateByCookie(p.cookieValue));
+    // Single use: whatever happens next, this state is spent, on every instance.
+    const taken = state && state.length <= 512 ? await ctx.store.takeTransient(KIND, transientId(KIND, state), ctx.now()) : null;
+    const opened = taken && p.cookieValue ? openTransient(KIND, p.cookieValue, taken.value) : null;
+    const pending = opened ? (JSON.parse(opened) as PendingLogin) : null;
+    const service = pending ? findService(pending.service) : undefined;
     if (p.error) {
       // Only the error code, never Microsoft's description: it is shown in a page and may echo input.
       const code = /^[a-z_]{1,64}$/.test(p.error) ? p.error : 'error';
-      const provider = pending?.service.provider;
+      const provider = service?.provider;
       throw new BrokerError('login_failed', `${provider?.name ?? 'The provider'} did not complete the login (${code}).`, {
         hint: provider?.authorizeErrorHints?.[code] ?? "Start again from the broker's start page.",
       });
     }
-    if (!pending || pending.expiresAt < ctx.now()) {
+    if (!taken || taken.expiresAt < ctx.now()) {
       throw new BrokerError('login_state_invalid', 'This login is unknown, was already used, or has expired.', {
         hint: "Start again from the broker's start page, in the same browser, within 10 minutes.",
       });
     }
-    if (!p.cookieValue || !safeEqual(sha256(p.cookieValue), pending.cookieHash)) {
+    // Opened only with the cookie of the browser that started it.
+    if (!pending || !service) {
       throw new BrokerError('login_state_invalid', 'This login was started in another browser (its cookie is missing).', {
         hint: "Start again from the broker's start page and finish in the same browser.",
       });
     }
-    const { service } = pending;
     const provider = service.provider;
     if (!p.code || p.code.length > 4096) throw new BrokerError('login_failed', `${provider.name}'s answer has no authorization code.`);
     const { config } = ctx;
@@ -197,7 +214,7 @@ export class LoginFlow {
     const keys = deriveKeys(ctx.sodium, parsed);
     const grant: SealedGrant = {
       v: 1,
-      service: pending.service.id,
+      service: service.id,
       refreshToken: tokens.refreshToken,
       accessToken: tokens.accessToken,
       accessTokenExpiresAt: now + tokens.expiresIn * 1000,
@@ -205,10 +222,10 @@ export class LoginFlow {
       account,
       obtainedAt: now,
     };
-    ctx.store.insert({ keyid: parsed.keyid, service: pending.service.id, checkTag: keys.checkTag, sealed: sealJson(ctx.sodium, keys.sealKey, grant), now });
-    ctx.log.info('connection.created', { keyid: short(parsed.keyid), service: pending.service.id });
-    ctx.events?.report({ type: 'connection.created', keyid: parsed.keyid, service: pending.service.id });
-    return { authid, keyid: parsed.keyid, service: pending.service, account, extra: pending.extra };
+    await ctx.store.insert({ keyid: parsed.keyid, service: service.id, checkTag: keys.checkTag, sealed: sealJson(ctx.sodium, keys.sealKey, grant), now });
+    ctx.log.info('connection.created', { keyid: short(parsed.keyid), service: service.id });
+    ctx.events?.report({ type: 'connection.created', keyid: parsed.keyid, service: service.id });
+    return { authid, keyid: parsed.keyid, service, account, extra: pending.extra };
   }
 
   /**
@@ -216,16 +233,10 @@ export class LoginFlow {
    * pending login of a provider that may do so, bound to this browser's cookie.
    * The cookie is random and HttpOnly, so it carries the CSRF protection here.
    */
-  private stateByCookie(cookieValue: string | null | undefined): string | undefined {
-    if (!cookieValue) return undefined;
-    const hash = sha256(cookieValue);
-    const found = [...this.pending].filter(([, v]) => v.service.provider.stateMayBeDropped && safeEqual(v.cookieHash, hash));
-    return found.length === 1 ? found[0]![0] : undefined;
-  }
-
-  private sweep(): void {
-    const now = this.ctx.now();
-    for (const [k, v] of this.pending) if (v.expiresAt < now) this.pending.delete(k);
+  private async stateByCookie(cookieValue: string | null | undefined): Promise<string | undefined> {
+    if (!cookieValue || cookieValue.length > 512) return undefined;
+    const e = await this.ctx.store.takeTransient(BY_COOKIE, transientId(BY_COOKIE, cookieValue), this.ctx.now());
+    return (e && openTransient(BY_COOKIE, cookieValue, e.value)) ?? undefined;
   }
 }
 

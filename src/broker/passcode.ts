@@ -1,5 +1,7 @@
 import { BrokerError } from '../errors.ts';
-import { FailureLimiter } from './rate-limit.ts';
+import { MemoryEphemera } from '../store/memory.ts';
+import type { Store } from '../store/types.ts';
+import { SharedLimiter } from './rate-limit.ts';
 
 const WINDOW_MS = 15 * 60_000;
 /** Wrong passcodes per client (an address, an IPv6 /64) per window; then 429. */
@@ -33,8 +35,8 @@ export const PASSCODE_QUEUE_WAIT_MS = MAX_QUEUE * MAX_CHECK_DELAY_MS;
  */
 export class PasscodeGuard {
   private readonly hash: () => string;
-  private readonly perClient: FailureLimiter;
-  private readonly global: FailureLimiter;
+  private readonly perClient: SharedLimiter;
+  private readonly global: SharedLimiter;
   /** The tail of the line of checks. */
   private line: Promise<unknown> = Promise.resolve();
   private queued = 0;
@@ -44,26 +46,31 @@ export class PasscodeGuard {
     hash: string | (() => string),
     now: () => number,
     private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+    /** Where the counts live: the store, so that every instance on one database counts every guess. */
+    store: () => Pick<Store, 'fail' | 'failures' | 'forgive'> = memoryCounters(),
   ) {
     this.hash = typeof hash === 'string' ? () => hash : hash;
-    this.perClient = new FailureLimiter(PER_CLIENT, WINDOW_MS, now);
-    this.global = new FailureLimiter(Number.POSITIVE_INFINITY, WINDOW_MS, now);
+    this.perClient = new SharedLimiter(store, 'passcode', PER_CLIENT, WINDOW_MS, now);
+    this.global = new SharedLimiter(store, 'passcode-all', Number.POSITIVE_INFINITY, WINDOW_MS, now);
   }
 
   async verify(passcode: string, client: string): Promise<void> {
-    const wait = this.perClient.retryAfter(client);
-    if (wait > 0) {
-      throw new BrokerError('rate_limited', 'Too many wrong passcodes; wait before trying again.', { retryAfter: wait });
-    }
     if (this.queued >= MAX_QUEUE) {
       throw new BrokerError('rate_limited', 'Many passcode attempts are being checked right now; try again in a few seconds.', {
         retryAfter: Math.ceil(MAX_CHECK_DELAY_MS / 1000),
       });
     }
-    // Counted before the check and taken back on success, so that parallel
-    // guesses from one client cannot all slip in under its limit.
-    this.perClient.fail(client);
+    // Counted before the check (in one atomic step of the store, whichever instance
+    // counts) and taken back on success, so that parallel guesses from one client
+    // cannot all slip in under its limit. One over the limit is refused, uncounted.
     this.queued++;
+    try {
+      const wait = await this.perClient.attempt(client);
+      if (wait > 0) throw new BrokerError('rate_limited', 'Too many wrong passcodes; wait before trying again.', { retryAfter: wait });
+    } catch (e) {
+      this.queued--;
+      throw e;
+    }
     const turn = this.line.then(() => this.check(passcode));
     this.line = turn.catch(() => undefined);
     let ok: boolean;
@@ -73,7 +80,7 @@ export class PasscodeGuard {
       this.queued--;
     }
     if (ok) {
-      this.perClient.forgive(client);
+      await this.perClient.forgive(client);
       return;
     }
     throw new BrokerError('passcode_invalid', 'Wrong connect passcode.', {
@@ -83,11 +90,11 @@ export class PasscodeGuard {
 
   /** One check at a time, so the pause before each one spaces out all guesses, whoever sends them. */
   private async check(passcode: string): Promise<boolean> {
-    const delay = checkDelayMs(this.global.count('*'));
+    const delay = checkDelayMs(await this.global.count('*'));
     if (delay > 0) await this.sleep(delay);
     // An over-long input is wrong anyway; do not spend Argon2 time on it.
     const ok = passcode.length > 0 && passcode.length <= PASSCODE_MAX_LENGTH && (await Bun.password.verify(passcode, this.hash()).catch(() => false));
-    if (!ok) this.global.fail('*');
+    if (!ok) await this.global.fail('*');
     return ok;
   }
 }
@@ -103,4 +110,15 @@ export const PASSCODE_MAX_LENGTH = 256;
 
 export function hashPasscode(passcode: string): Promise<string> {
   return Bun.password.hash(passcode, { algorithm: 'argon2id' });
+}
+
+/** Counters in this process's memory, for a guard used without a store. */
+function memoryCounters(): () => Pick<Store, 'fail' | 'failures' | 'forgive'> {
+  const m = new MemoryEphemera();
+  const counters = {
+    fail: async (kind: string, key: string, windowMs: number, now: number) => m.fail(kind, key, windowMs, now),
+    failures: async (kind: string, key: string, now: number) => m.failures(kind, key, now),
+    forgive: async (kind: string, key: string) => m.forgive(kind, key),
+  };
+  return () => counters;
 }

@@ -1,4 +1,5 @@
 import { isIPv6 } from 'node:net';
+import type { Store } from '../store/types.ts';
 
 /**
  * What counts as one client for rate limits: an IPv4 address, or the /64 prefix
@@ -94,5 +95,56 @@ export class FailureLimiter {
       if (this.windows.size < this.maxKeys) break;
       this.windows.delete(k);
     }
+  }
+}
+
+/**
+ * The same counting as FailureLimiter, kept in the store: with several instances
+ * on one PostgreSQL every instance sees every failure, wherever it was counted.
+ * (On SQLite the store keeps the counters in this process's memory.)
+ */
+export class SharedLimiter {
+  constructor(
+    private readonly store: () => Pick<Store, 'fail' | 'failures' | 'forgive'>,
+    private readonly kind: string,
+    private readonly limit: number,
+    private readonly windowMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  /** Seconds until the key may try again, or 0 if it may try now. */
+  async retryAfter(address: string): Promise<number> {
+    const t = this.now();
+    const w = await this.store().failures(this.kind, clientKey(address), t);
+    return w && w.count >= this.limit ? Math.ceil((w.resetAt - t) / 1000) : 0;
+  }
+
+  /** Failures of the key in its current window. */
+  async count(address: string): Promise<number> {
+    return (await this.store().failures(this.kind, clientKey(address), this.now()))?.count ?? 0;
+  }
+
+  /** Counts one failure; returns the seconds to wait now (0 while below the limit). */
+  async fail(address: string): Promise<number> {
+    const t = this.now();
+    const w = await this.store().fail(this.kind, clientKey(address), this.windowMs, t);
+    return w.count >= this.limit ? Math.ceil((w.resetAt - t) / 1000) : 0;
+  }
+
+  /**
+   * Counts an attempt up front (taken back with forgive when it succeeds). Over
+   * the limit it is not counted, and the answer is the seconds to wait; else 0.
+   */
+  async attempt(address: string): Promise<number> {
+    const t = this.now();
+    const key = clientKey(address);
+    const w = await this.store().fail(this.kind, key, this.windowMs, t);
+    if (w.count <= this.limit) return 0;
+    await this.store().forgive(this.kind, key, t);
+    return Math.max(1, Math.ceil((w.resetAt - t) / 1000));
+  }
+
+  async forgive(address: string): Promise<void> {
+    await this.store().forgive(this.kind, clientKey(address), this.now());
   }
 }

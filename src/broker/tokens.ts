@@ -1,11 +1,12 @@
 import { parseAuthId, type AuthId } from '../crypto/authid.ts';
+import { safeEqual } from '../crypto/compare.ts';
 import { checkTagMatches, deriveKeys, openJson, sealJson, type DerivedKeys } from '../crypto/seal.ts';
 import { BrokerError } from '../errors.ts';
 import { findService, scopeString, type Service } from '../oauth/services.ts';
 import { refreshGrant, type TokenResponse } from '../oauth/token-endpoint.ts';
-import type { ConnectionHead } from '../store/store.ts';
+import type { ConnectionHead } from '../store/types.ts';
 import { tokenClient, UPSTREAM_BUDGET_MS, type BrokerContext } from './context.ts';
-import { FailureLimiter } from './rate-limit.ts';
+import { SharedLimiter } from './rate-limit.ts';
 import type { SealedGrant } from './sealed-grant.ts';
 
 export interface AccessToken {
@@ -24,6 +25,8 @@ interface CacheEntry {
   service: string;
   /** The row version the token belongs to; any change to the row makes it stale. */
   version: number;
+  /** The row's check tag: lets a cached token be served, to its holder only, while the store is unreachable. */
+  checkTag: Uint8Array;
 }
 
 /** A connection's grant as this refresh holds it, and the row version it belongs to. */
@@ -47,6 +50,10 @@ const PREFERRED_REMAINING_MS = 5 * 60_000;
 const RETRY_DELAYS_MS = [250, 1000, 3000];
 /** Last use is written at most this often per connection. */
 const TOUCH_INTERVAL_MS = 60_000;
+/** The longest a refresh waits for another instance's refresh of the same connection: below Duplicati's 25 s per attempt. */
+export const REFRESH_LOCK_WAIT_MS = 22_000;
+/** Rows remembered while the change feed is live; beyond it the memory starts over. */
+const MAX_HEADS = 100_000;
 
 const GENERIC = () => new BrokerError('invalid_authid', 'Unknown AuthID or wrong secret.', { hint: 'Check that the whole AuthID was copied.' });
 
@@ -66,8 +73,17 @@ export class TokenService {
    * the only copy of the newest refresh token, written first at the next request.
    */
   private readonly unsaved = new Map<string, Unsaved>();
+  /**
+   * Rows as last read, while the store pushes every change (PostgreSQL's
+   * LISTEN/NOTIFY): a cache hit then needs no round trip. Emptied whenever the
+   * feed goes down or comes back (it may have missed changes), and not used while
+   * it is down: every request reads the row then.
+   */
+  private readonly heads = new Map<string, ConnectionHead>();
+  /** Counts changes seen on the feed: a row read before a change must not be remembered after it. */
+  private epoch = 0;
   /** Failed authid attempts per client address. */
-  readonly failures: FailureLimiter;
+  readonly failures: SharedLimiter;
   /** Compared against when a keyid is unknown, so both paths do the same work. */
   private readonly dummyTag: Uint8Array;
 
@@ -76,7 +92,43 @@ export class TokenService {
     private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
   ) {
     this.dummyTag = ctx.sodium.randombytes_buf(32);
-    this.failures = new FailureLimiter(20, 5 * 60_000, ctx.now);
+    this.failures = new SharedLimiter(() => ctx.store, 'authid', 20, 5 * 60_000, ctx.now);
+    this.watch();
+  }
+
+  /** Follows the store's change feed, if it has one. The store itself stays the same object for the service's life. */
+  private watch(): void {
+    const feed = this.ctx.store.changes;
+    if (!feed) return;
+    feed.subscribe(
+      (keyid, version) => {
+        this.epoch++;
+        this.heads.delete(keyid);
+        const hit = this.cache.get(keyid);
+        if (hit && hit.version !== version) this.cache.delete(keyid);
+      },
+      (live) => {
+        this.epoch++;
+        this.heads.clear();
+        if (live) this.ctx.log.info('store.changes_up');
+        else this.ctx.log.warn('store.changes_down', { hint: 'reading the row on every request until the listening connection is back' });
+      },
+    );
+  }
+
+  /** The row's head: remembered while the change feed is live, else read. */
+  private async head(keyid: string): Promise<ConnectionHead | null> {
+    const feed = this.ctx.store.changes;
+    if (!feed?.live) return this.ctx.store.getHead(keyid);
+    const known = this.heads.get(keyid);
+    if (known) return known;
+    const epoch = this.epoch;
+    const read = await this.ctx.store.getHead(keyid);
+    if (read && epoch === this.epoch && feed.live) {
+      if (this.heads.size >= MAX_HEADS) this.heads.clear();
+      this.heads.set(keyid, read);
+    }
+    return read;
   }
 
   /**
@@ -84,30 +136,46 @@ export class TokenService {
    * not holding it. A client address with too many failures gets `rate_limited`
    * instead, but only on failure: a valid authid is never refused or slowed.
    */
-  authenticate(authidText: string, client: string | { readonly address: string } = 'unknown'): { id: AuthId; keys: DerivedKeys; record: ConnectionHead } {
+  async authenticate(
+    authidText: string,
+    client: string | { readonly address: string } = 'unknown',
+  ): Promise<{ id: AuthId; keys: DerivedKeys; record: ConnectionHead }> {
     let id: AuthId;
     try {
       id = parseAuthId(authidText);
     } catch (e) {
-      throw this.failed(client, e as BrokerError);
+      throw await this.failed(client, e as BrokerError);
     }
     const keys = deriveKeys(this.ctx.sodium, id);
-    const record = this.ctx.store.getHead(id.keyid);
+    const record = await this.head(id.keyid);
     const ok = checkTagMatches(this.ctx.sodium, keys.checkTag, record?.checkTag ?? this.dummyTag);
-    if (!record || !ok) throw this.failed(client, GENERIC());
+    if (!record || !ok) throw await this.failed(client, GENERIC());
     return { id, keys, record };
   }
 
-  private failed(from: string | { readonly address: string }, e: BrokerError): BrokerError {
+  private async failed(from: string | { readonly address: string }, e: BrokerError): Promise<BrokerError> {
     const client = typeof from === 'string' ? from : from.address;
-    this.failures.fail(client);
-    const wait = this.failures.retryAfter(client);
+    let wait: number;
+    try {
+      wait = await this.failures.fail(client);
+    } catch {
+      // The store is unreachable: the request fails anyway, with the answer it deserves.
+      return e;
+    }
     if (wait > 0) return new BrokerError('rate_limited', 'Too many failed AuthID attempts from this address; wait before trying again.', { retryAfter: wait });
     return e;
   }
 
   async getAccessToken(authidText: string, client?: string | { readonly address: string }): Promise<AccessToken> {
-    const { id, keys, record } = this.authenticate(authidText, client);
+    let authed: Awaited<ReturnType<TokenService['authenticate']>>;
+    try {
+      authed = await this.authenticate(authidText, client);
+    } catch (e) {
+      const bridged = this.whileStoreDown(e, authidText);
+      if (bridged) return bridged;
+      throw e;
+    }
+    const { id, keys, record } = authed;
     if (record.state !== 'active') {
       // Revoked or ended elsewhere (the CLI): nothing of it stays in this process.
       this.forget(id.keyid);
@@ -121,15 +189,38 @@ export class TokenService {
     }
     let flight = this.inflight.get(id.keyid);
     if (!flight) {
-      flight = this.refresh(id, keys).finally(() => this.inflight.delete(id.keyid));
+      // One flight per connection in this process, and one lock per connection across
+      // the instances sharing the store: the others wait, then find the new token stored.
+      flight = this.ctx.store.withRefreshLock(id.keyid, REFRESH_LOCK_WAIT_MS, () => this.refresh(id, keys)).finally(() => this.inflight.delete(id.keyid));
       this.inflight.set(id.keyid, flight);
     }
     return flight;
   }
 
+  /**
+   * The store cannot be reached: a cached token that is still good is served to
+   * the holder of its authid (checked against the tag remembered with it). Nobody
+   * can revoke while the store is down either, so this serves nothing a revoke
+   * has taken back; everything else fails with the store's own 5xx.
+   */
+  private whileStoreDown(e: unknown, authidText: string): AccessToken | null {
+    if (!(e instanceof BrokerError) || e.code !== 'store_error') return null;
+    let id: AuthId;
+    try {
+      id = parseAuthId(authidText);
+    } catch {
+      return null;
+    }
+    const hit = this.cache.get(id.keyid);
+    if (!hit || !fresh(hit.expiresAt, hit.lifetime, this.ctx.now())) return null;
+    if (!safeEqual(deriveKeys(this.ctx.sodium, id).checkTag, hit.checkTag)) return null;
+    this.ctx.log.warn('store.unreachable_served_cache', { keyid: short(id.keyid) });
+    return { accessToken: hit.accessToken, expiresAt: hit.expiresAt, service: hit.service, keyid: id.keyid, source: 'cache' };
+  }
+
   /** Opens the sealed grant for its holder (for /status). */
-  open(keys: DerivedKeys, keyid: string): SealedGrant | null {
-    const sealed = this.ctx.store.get(keyid)?.sealed;
+  async open(keys: DerivedKeys, keyid: string): Promise<SealedGrant | null> {
+    const sealed = (await this.ctx.store.get(keyid))?.sealed;
     return sealed ? openJson<SealedGrant>(this.ctx.sodium, keys.sealKey, sealed) : null;
   }
 
@@ -140,6 +231,7 @@ export class TokenService {
    */
   forget(keyid: string): void {
     this.cache.delete(keyid);
+    this.heads.delete(keyid);
     this.touched.delete(keyid);
     this.unsaved.delete(keyid);
   }
@@ -153,12 +245,8 @@ export class TokenService {
     const last = this.touched.get(keyid);
     if (last !== undefined && now - last < TOUCH_INTERVAL_MS) return;
     this.touched.set(keyid, now);
-    try {
-      this.ctx.store.touch(keyid, now);
-    } catch {
-      // Bookkeeping only: a full disk must not stop a backup from getting its token.
-      this.ctx.log.warn('store.touch_failed', { keyid: short(keyid) });
-    }
+    // Bookkeeping only, not awaited: a full disk must not stop a backup from getting its token.
+    this.ctx.store.touch(keyid, now).catch(() => this.ctx.log.warn('store.touch_failed', { keyid: short(keyid) }));
   }
 
   /**
@@ -168,11 +256,12 @@ export class TokenService {
    */
   private async refresh(id: AuthId, keys: DerivedKeys): Promise<AccessToken> {
     const { ctx } = this;
-    const record = ctx.store.get(id.keyid);
+    const record = await ctx.store.get(id.keyid);
     if (!record?.sealed) throw GENERIC();
     assertUsable(record, ctx.config.publicUrl);
-    const held = this.replayUnsaved(id.keyid, { grant: openJson<SealedGrant>(ctx.sodium, keys.sealKey, record.sealed), version: record.version });
-    if (fresh(held.grant.accessTokenExpiresAt, held.grant.accessTokenLifetime * 1000, ctx.now())) return this.serveStored(id.keyid, held, record.service);
+    const held = await this.replayUnsaved(id.keyid, { grant: openJson<SealedGrant>(ctx.sodium, keys.sealKey, record.sealed), version: record.version });
+    if (fresh(held.grant.accessTokenExpiresAt, held.grant.accessTokenLifetime * 1000, ctx.now()))
+      return this.serveStored(id.keyid, held, record.service, record.checkTag);
     const service = findService(record.service);
     if (!service) throw new BrokerError('unknown_service', `This connection's service "${record.service}" is not offered by this broker.`);
     const started = ctx.now();
@@ -182,7 +271,7 @@ export class TokenService {
     } catch (e) {
       return this.upstreamFailed(explained(e, service, ctx.now() - record.createdAt), id.keyid, held, record.service);
     }
-    const next = this.saveRotation(id.keyid, keys, held, tokens, started);
+    const next = await this.saveRotation(id.keyid, keys, held, tokens, started, record.checkTag);
     return served(id.keyid, record.service, next, 'refreshed');
   }
 
@@ -191,22 +280,22 @@ export class TokenService {
    * Microsoft still accepts: it is written before anything else. If the row has
    * changed since (revoked, or another process wrote it), that rotation is moot.
    */
-  private replayUnsaved(keyid: string, stored: Held): Held {
+  private async replayUnsaved(keyid: string, stored: Held): Promise<Held> {
     const pending = this.unsaved.get(keyid);
     if (!pending) return stored;
     if (pending.baseVersion !== stored.version) {
       this.unsaved.delete(keyid);
       return stored;
     }
-    this.persist(keyid, stored.version, pending.sealed, this.ctx.now(), pending);
+    await this.persist(keyid, stored.version, pending.sealed, this.ctx.now(), pending);
     this.unsaved.delete(keyid);
     this.ctx.log.info('connection.saved_pending', { keyid: short(keyid) });
     return { grant: pending.grant, version: stored.version + 1 };
   }
 
   /** The token sealed with the grant is still good (a restarted broker, or another process refreshed): no call to Microsoft. */
-  private serveStored(keyid: string, held: Held, service: string): AccessToken {
-    this.remember(keyid, held.version, held.grant);
+  private serveStored(keyid: string, held: Held, service: string, checkTag: Uint8Array): AccessToken {
+    this.remember(keyid, held.version, held.grant, checkTag);
     return served(keyid, service, held.grant, 'store');
   }
 
@@ -216,9 +305,9 @@ export class TokenService {
    * is logged once per cause; a transient failure is bridged with the token we
    * hold while it is still good. Anything else goes to the caller as it is.
    */
-  private upstreamFailed(e: unknown, keyid: string, held: Held, service: string): AccessToken {
+  private async upstreamFailed(e: unknown, keyid: string, held: Held, service: string): Promise<AccessToken> {
     const err = e instanceof BrokerError ? e : new BrokerError('internal', 'Internal error in the broker; see its log.', { cause: e });
-    if (err.code === 'login_required') throw this.endForSignIn(keyid, held.version, err, service);
+    if (err.code === 'login_required') throw await this.endForSignIn(keyid, held.version, err, service);
     if (err.code === 'app_misconfigured') this.logMisconfiguredOnce(err, findService(service)?.provider.id ?? 'microsoft');
     // Microsoft failed, but the token we hold is still good for a while: a backup can go on.
     if ((err.code === 'upstream_error' || err.code === 'upstream_timeout') && held.grant.accessTokenExpiresAt - this.ctx.now() >= MIN_REMAINING_MS) {
@@ -228,9 +317,9 @@ export class TokenService {
   }
 
   /** Microsoft wants a new sign-in: the connection is marked so, and nothing of it stays in memory. */
-  private endForSignIn(keyid: string, version: number, err: BrokerError, service: string): BrokerError {
+  private async endForSignIn(keyid: string, version: number, err: BrokerError, service: string): Promise<BrokerError> {
     const { ctx } = this;
-    ctx.store.setState(keyid, version, 'login_required', err.message, ctx.now());
+    await ctx.store.setState(keyid, version, 'login_required', err.message, ctx.now());
     this.forget(keyid);
     ctx.log.warn('connection.login_required', { keyid: short(keyid) });
     ctx.events?.report({ type: 'connection.login_required', keyid, service, reason: err.message });
@@ -248,10 +337,10 @@ export class TokenService {
   }
 
   /** The still-valid token we hold, unless the connection changed during the call (which may have taken seconds). */
-  private serveStale(keyid: string, held: Held, service: string, err: BrokerError): AccessToken {
+  private async serveStale(keyid: string, held: Held, service: string, err: BrokerError): Promise<AccessToken> {
     const { ctx } = this;
     // A revoke that landed meanwhile wins over the old token.
-    const head = ctx.store.getHead(keyid);
+    const head = await ctx.store.getHead(keyid);
     if (!head) throw GENERIC();
     if (head.state !== 'active') {
       this.forget(keyid);
@@ -267,7 +356,7 @@ export class TokenService {
    * token: Microsoft rotates the refresh token on every use, so the old one may
    * already be spent.
    */
-  private saveRotation(keyid: string, keys: DerivedKeys, held: Held, tokens: TokenResponse, started: number): SealedGrant {
+  private async saveRotation(keyid: string, keys: DerivedKeys, held: Held, tokens: TokenResponse, started: number, checkTag: Uint8Array): Promise<SealedGrant> {
     const { ctx } = this;
     const done = ctx.now();
     const next: SealedGrant = {
@@ -281,8 +370,8 @@ export class TokenService {
     };
     const sealed = sealJson(ctx.sodium, keys.sealKey, next);
     // The new refresh token exists only in this process until this write succeeds.
-    this.persist(keyid, held.version, sealed, done, { baseVersion: held.version, sealed, grant: next });
-    this.remember(keyid, held.version + 1, next);
+    await this.persist(keyid, held.version, sealed, done, { baseVersion: held.version, sealed, grant: next });
+    this.remember(keyid, held.version + 1, next, checkTag);
     ctx.log.info('connection.refreshed', { keyid: short(keyid), ms: done - started });
     return next;
   }
@@ -292,11 +381,11 @@ export class TokenService {
    * in memory (the old refresh token may already be spent at Microsoft) and the
    * caller gets a 5xx that says so; the next request writes it first.
    */
-  private persist(keyid: string, version: number, sealed: Uint8Array, now: number, keep: Unsaved): void {
+  private async persist(keyid: string, version: number, sealed: Uint8Array, now: number, keep: Unsaved): Promise<void> {
     const { ctx } = this;
     let swapped: boolean;
     try {
-      swapped = ctx.store.compareAndSwap(keyid, version, sealed, now);
+      swapped = await ctx.store.compareAndSwap(keyid, version, sealed, now);
     } catch (e) {
       this.unsaved.set(keyid, keep);
       ctx.log.warn('store.write_failed', { keyid: short(keyid) });
@@ -308,7 +397,7 @@ export class TokenService {
     }
     if (!swapped) {
       this.unsaved.delete(keyid);
-      const row = ctx.store.get(keyid);
+      const row = await ctx.store.getHead(keyid).catch(() => null);
       if (row?.state === 'revoked') throw revokedError(ctx.config.publicUrl);
       throw conflictError();
     }
@@ -340,8 +429,12 @@ export class TokenService {
     }
   }
 
-  private remember(keyid: string, version: number, g: SealedGrant): void {
+  private remember(keyid: string, version: number, g: SealedGrant, checkTag: Uint8Array): void {
+    // Our own write moved the row on: the remembered head follows (its notification arrives later).
+    const head = this.heads.get(keyid);
+    if (head && head.version < version) this.heads.set(keyid, { ...head, version });
     this.cache.set(keyid, {
+      checkTag,
       accessToken: g.accessToken,
       expiresAt: g.accessTokenExpiresAt,
       lifetime: g.accessTokenLifetime * 1000,

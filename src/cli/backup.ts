@@ -5,10 +5,16 @@ import { BrokerError } from '../errors.ts';
 import { type BackupInfo, countConnections, readBackup, restoreStore, writeBackup } from '../store/backup.ts';
 import { VERSION } from '../version.ts';
 import type { Io } from './io.ts';
-import { openStore } from './store-file.ts';
+import { SqliteStore } from '../store/store.ts';
+import { databaseUrl } from './store-file.ts';
 
 /** `broker backup FILE`: settings and store in one file, consistent while `serve` runs. */
-export function backupCommand(home: string, io: Io, fileArg: string, opts: { force?: boolean }, now: () => number = Date.now): void {
+export async function backupCommand(home: string, io: Io, fileArg: string, opts: { force?: boolean }, now: () => number = Date.now): Promise<void> {
+  if (databaseUrl(home, io.env)) {
+    throw new BrokerError('usage', 'The store is in PostgreSQL (--database-url): back it up with pg_dump, and settings.json with it.', {
+      hint: '`broker store migrate --to FILE` copies it into a SQLite file, which `broker backup` can then take.',
+    });
+  }
   const file = resolve(fileArg);
   const settingsPath = join(home, SETTINGS_FILE);
   const settings = existsSync(settingsPath) ? readFileSync(settingsPath, 'utf8') : null;
@@ -22,12 +28,13 @@ export function backupCommand(home: string, io: Io, fileArg: string, opts: { for
   }
   // A new folder for it is private like BROKER_HOME; an existing one is the user's choice.
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  const store = openStore(home);
+  ensureHome(home);
+  const store = SqliteStore.open(join(home, STORE_FILE));
   let info: BackupInfo;
   try {
     info = writeBackup(store, file, { settings, brokerVersion: VERSION, now: now() });
   } finally {
-    store.close();
+    await store.close();
   }
   io.out(`Backed up ${info.connections} connection(s)${settings === null ? '' : ' and the settings'} to ${file}.`);
   io.err('note: the backup holds the app secret and the sealed tokens (no AuthID): keep it as private as BROKER_HOME.');
@@ -74,7 +81,7 @@ export async function restoreCommand(home: string, io: Io, fileArg: string, opts
  * running `serve` for this BROKER_HOME, as far as can be told without a lock it
  * would have to hold. Returns the URL it answered at, or null.
  */
-async function serveAnswers(settingsPath: string): Promise<string | null> {
+export async function serveAnswers(settingsPath: string): Promise<string | null> {
   let s: { listen?: unknown; tlsCert?: unknown };
   try {
     s = JSON.parse(readFileSync(settingsPath, 'utf8')) as typeof s;

@@ -18,7 +18,7 @@ export async function connectCommand(flags: { service?: string }, io: Io): Promi
   const { broker, settings, store } = await openBroker(home, io.env, { fetch: globalThis.fetch, now: Date.now, log });
   try {
     const serviceId = flags.service ?? DEFAULT_SERVICE_ID;
-    const started = broker.login.startAsOwner(serviceId);
+    const started = await broker.login.startAsOwner(serviceId);
     const provider = findService(serviceId)?.provider.name ?? 'The provider';
     io.err('1. Open this address in a browser on any device and sign in:\n');
     io.err(`   ${started.authorizeUrl}\n`);
@@ -58,6 +58,6 @@ export async function connectCommand(flags: { service?: string }, io: Io): Promi
     // The authid alone on stdout, so that `AUTHID=$(broker connect)` works.
     io.out(result.authid);
   } finally {
-    store.close();
+    await store.close();
   }
 }

@@ -1,13 +1,13 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { secretWarning } from '../broker/lifecycle.ts';
-import { brokerHome, STORE_FILE } from '../config/home.ts';
+import { brokerHome } from '../config/home.ts';
 import { loadSettings, type OtherProviderId, otherApps, type Settings } from '../config/settings.ts';
 import { asBrokerError } from '../errors.ts';
 import { createPkce } from '../oauth/pkce.ts';
 import { endpointsOf, MICROSOFT, PROVIDERS } from '../oauth/providers.ts';
 import { judge, parseProviderError } from '../oauth/token-endpoint.ts';
-import { Store } from '../store/store.ts';
+import { openStore } from './store-file.ts';
 import { EXIT } from './exit-codes.ts';
 import type { Io } from './io.ts';
 import { checkPublicUrl } from './serve.ts';
@@ -60,13 +60,14 @@ export async function doctorCommand(io: Io, deps: { fetch: typeof fetch; timeout
       : { ok: true, text: 'folder 0700, files 0600' };
   });
 
-  await check('store', () => {
-    const store = Store.open(join(home, STORE_FILE));
+  await check('store', async () => {
+    const store = await openStore(home, io.env);
     try {
-      const n = store.countByState().reduce((a, c) => a + c.count, 0);
-      return { ok: true, text: `opens and is migrated (${n} connections)` };
+      const n = (await store.countByState()).reduce((a, c) => a + c.count, 0);
+      // PostgreSQL: the URL without its password.
+      return { ok: true, text: `${store.kind === 'postgres' ? `${store.where} ` : ''}opens and is migrated (${n} connections)` };
     } finally {
-      store.close();
+      await store.close();
     }
   });
 

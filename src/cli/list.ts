@@ -3,16 +3,16 @@ import { otherApps, readSettings, type Settings } from '../config/settings.ts';
 import { PROVIDERS, SERVICES } from '../oauth/providers.ts';
 import type { Io } from './io.ts';
 import { sayWarning } from './voice.ts';
-import type { ConnectionInfo } from '../store/store.ts';
+import type { ConnectionInfo } from '../store/types.ts';
 import { openStore } from './store-file.ts';
 
-export function listCommand(home: string, io: Io, opts: { json?: boolean }, now: () => number = Date.now): void {
-  const store = openStore(home);
+export async function listCommand(home: string, io: Io, opts: { json?: boolean }, now: () => number = Date.now): Promise<void> {
+  const store = await openStore(home, io.env);
   let rows: ConnectionInfo[];
   try {
-    rows = store.list();
+    rows = await store.list();
   } finally {
-    store.close();
+    await store.close();
   }
   const t = now();
   const settings = readSettings(home);

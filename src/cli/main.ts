@@ -86,6 +86,14 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .action(async (file: string, flags) => (await import('./backup.ts')).restoreCommand(brokerHome(io.env), io, file, flags));
 
   program
+    .command('store')
+    .description('the store: `store migrate --to` copies it to PostgreSQL or back to a SQLite file')
+    .command('migrate')
+    .description('copy every connection into an empty store (serve stopped): AuthIDs keep working')
+    .requiredOption('--to <url-or-file>', 'postgres://USER@HOST:PORT/DB (password: URL, PGPASSWORD), or a SQLite file path')
+    .action(async (flags: { to: string }) => (await import('./store-migrate.ts')).storeMigrateCommand(brokerHome(io.env), io, flags));
+
+  program
     .command('notify')
     .description('notifications to the owner (see --notify-url, --notify-command)')
     .command('test')

@@ -2,7 +2,7 @@ import { Broker } from '../broker/broker.ts';
 import type { BrokerConfig, Logger } from '../broker/context.ts';
 import { loadSettings, type Settings } from '../config/settings.ts';
 import { loadSodium } from '../crypto/sodium.ts';
-import type { Store } from '../store/store.ts';
+import type { Store } from '../store/types.ts';
 import type { Fetch } from '../oauth/token-endpoint.ts';
 import { openStore } from './store-file.ts';
 
@@ -24,16 +24,18 @@ export function brokerConfig(settings: Settings): BrokerConfig {
 export async function openBroker(
   home: string,
   env: Record<string, string | undefined>,
-  deps: { fetch: Fetch; now: () => number; log: Logger },
+  deps: { fetch: Fetch; now: () => number; log: Logger; watch?: boolean },
 ): Promise<{ broker: Broker; settings: Settings; store: Store }> {
   const settings = loadSettings(home, env);
   const sodium = await loadSodium();
-  const store = openStore(home);
+  const store = await openStore(home, env, { watch: deps.watch });
   const broker = new Broker({
     config: brokerConfig(settings),
     store,
     sodium,
-    ...deps,
+    fetch: deps.fetch,
+    now: deps.now,
+    log: deps.log,
   });
   return { broker, settings, store };
 }

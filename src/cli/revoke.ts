@@ -35,9 +35,9 @@ export async function revokeCommand(home: string, io: Io, target: string, now: (
   } else {
     throw new BrokerError('usage', 'That is neither a keyid nor an AuthID.', { hint: 'Run `broker list` to see the keyids.' });
   }
-  const store = openStore(home);
+  const store = await openStore(home, io.env);
   try {
-    const record = store.get(keyid);
+    const record = await store.get(keyid);
     if (!record || (secretCheck && !checkTagMatches(await loadSodium(), secretCheck, record.checkTag))) {
       throw new BrokerError('not_found', `No connection with keyid ${keyid}${secretCheck ? ' and this secret' : ''}.`, {
         hint: 'Run `broker list` to see the keyids.',
@@ -45,7 +45,7 @@ export async function revokeCommand(home: string, io: Io, target: string, now: (
     }
     // Opened before the revoke deletes it: only an AuthID can, and only it can end the grant at the provider.
     const grant = sealKey && record.sealed ? openJson<SealedGrant>(await loadSodium(), sealKey, record.sealed) : null;
-    if (!store.revoke(keyid, now())) {
+    if (!(await store.revoke(keyid, now()))) {
       io.out(`${keyid} was already revoked.`);
       return EXIT.ok;
     }
@@ -67,6 +67,6 @@ export async function revokeCommand(home: string, io: Io, target: string, now: (
     if (said) io.out(said);
     return EXIT.ok;
   } finally {
-    store.close();
+    await store.close();
   }
 }

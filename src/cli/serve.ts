@@ -86,7 +86,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
     flush();
     return new BrokerError(e.code, e.message, { ...e.options, logged: true });
   };
-  const { broker, settings, store } = await openBroker(home, io.env, { fetch: globalThis.fetch, now: Date.now, log }).catch((e: unknown) => {
+  const { broker, settings, store } = await openBroker(home, io.env, { fetch: globalThis.fetch, now: Date.now, log, watch: true }).catch((e: unknown) => {
     throw failed(e);
   });
   let current = effective(flags, io.env, settings);
@@ -121,7 +121,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
       });
     }
   } catch (e) {
-    store.close();
+    await store.close();
     throw failed(e);
   }
   for (const warning of appSecretWarnings(brokerConfig(settings), Date.now())) log.warn('app.secret_expiry', { warning });
@@ -246,7 +246,7 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<void> {
   }
 
   await done;
-  store.close();
+  await store.close();
   log.info('serve.stopped');
   flush();
 }

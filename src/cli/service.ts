@@ -22,6 +22,7 @@ export function registerServiceCommand(program: Command, io: Io): void {
     .option('--user <name>', 'with --system: the account it runs as (default: the user who ran sudo)')
     .option('--binary <path>', 'the broker binary for ExecStart (default: this one)')
     .option('--credential-file <path>', 'give the service the client secret from this file (LoadCredential=client-secret:PATH)')
+    .option('--database-password-file <path>', "give the service the PostgreSQL user's password from this file (LoadCredential=database-password:PATH)")
     .addHelpText('after', `\nExit codes of the service: ${EXIT.config} (configuration) is never restarted; fix it with \`broker init\`.`)
     .action(async (flags: ServiceInstallFlags) => (await import('./service/install.ts')).serviceInstall(flags, io));
   service

@@ -59,6 +59,9 @@ export interface Settings {
   notifyAll?: boolean;
   /** A reverse proxy on this machine sets X-Forwarded-For. */
   trustProxy?: boolean;
+  /** postgres://… : the store in PostgreSQL instead of BROKER_HOME's SQLite file. */
+  databaseUrl?: string;
+  databasePasswordFile?: string;
   /** One app per provider other than Microsoft. */
   providers?: Partial<Record<OtherProviderId, ProviderSettings>>;
 }
@@ -166,6 +169,8 @@ export function readSettings(home: string): Partial<Settings> {
 }
 
 export const CLIENT_SECRET_CREDENTIAL = 'client-secret';
+/** The PostgreSQL user's password (cli/store-file.ts reads it). */
+export const DATABASE_PASSWORD_CREDENTIAL = 'database-password';
 
 /**
  * A systemd credential: $CREDENTIALS_DIRECTORY/<name>, set up by LoadCredential=

@@ -73,3 +73,21 @@ export function normaliseUrl(v: string): string {
 export function validateDate(v: string): string | null {
   return /^\d{4}-\d{2}-\d{2}$/.test(v) ? null : 'must be a date YYYY-MM-DD';
 }
+
+/** A PostgreSQL URL: postgres:// or postgresql://, with a host and a database. */
+export function validateDatabaseUrl(v: string): string | null {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    return 'must be a URL like postgres://USER@HOST:5432/DB';
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') return 'must start with postgres://';
+  if (!u.hostname) return 'must name a host';
+  if (u.pathname.length <= 1) return 'must name a database (postgres://USER@HOST:5432/DB)';
+  const mode = u.searchParams.get('sslmode');
+  if (mode && !['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'].includes(mode)) {
+    return 'has an sslmode that is not disable, allow, prefer, require, verify-ca or verify-full';
+  }
+  return null;
+}

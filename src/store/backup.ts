@@ -2,7 +2,7 @@ import { Database } from 'bun:sqlite';
 import { chmodSync, copyFileSync, renameSync, rmSync } from 'node:fs';
 import { BrokerError } from '../errors.ts';
 import { MIGRATIONS } from './migrations.ts';
-import type { Store } from './store.ts';
+import type { SqliteStore } from './store.ts';
 
 /**
  * A backup is one SQLite file: a consistent snapshot of the store (`VACUUM INTO`,
@@ -24,7 +24,7 @@ export interface BackupInfo {
 
 const tmpName = (file: string) => `${file}.tmp-${process.pid}`;
 
-export function writeBackup(store: Store, file: string, meta: { settings: string | null; brokerVersion: string; now: number }): BackupInfo {
+export function writeBackup(store: SqliteStore, file: string, meta: { settings: string | null; brokerVersion: string; now: number }): BackupInfo {
   const tmp = tmpName(file);
   rmSync(tmp, { force: true });
   try {

@@ -4,28 +4,10 @@ import { basename, dirname, join } from 'node:path';
 import { BrokerError } from '../errors.ts';
 import { MIGRATIONS } from './migrations.ts';
 
-export type ConnectionState = 'active' | 'login_required' | 'revoked';
+import { MemoryEphemera } from './memory.ts';
+import type { ConnectionInfo, ConnectionRecord, ConnectionHead, ConnectionState, NewConnection, Store, Window } from './types.ts';
 
-/** What anyone may see about a connection: nothing here is secret. */
-export interface ConnectionInfo {
-  keyid: string;
-  service: string;
-  state: ConnectionState;
-  version: number;
-  createdAt: number;
-  lastRefreshAt: number | null;
-  lastUsedAt: number | null;
-  stateChangedAt: number | null;
-  stateReason: string | null;
-}
-
-export interface ConnectionHead extends ConnectionInfo {
-  checkTag: Uint8Array;
-}
-
-export interface ConnectionRecord extends ConnectionHead {
-  sealed: Uint8Array | null;
-}
+export type * from './types.ts';
 
 interface Row {
   keyid: string;
@@ -63,7 +45,9 @@ function toInfo(r: Omit<Row, 'check_tag' | 'sealed'>): ConnectionInfo {
  * committed refresh-token rotation must survive a power cut, and rotations are
  * rare enough (one per connection per hour) for the fsync not to matter.
  */
-export class Store {
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  private readonly ephemera = new MemoryEphemera();
   private readonly db: Database;
   private readonly stmts: {
     get: Statement<Row, [string]>;
@@ -75,9 +59,17 @@ export class Store {
     touch: Statement<unknown, [number, string]>;
     countByState: Statement<{ state: ConnectionState; count: number }, []>;
     list: Statement<Omit<Row, 'check_tag' | 'sealed'>, []>;
+    page: Statement<Row, [string]>;
+    importRow: Statement<
+      unknown,
+      [string, string, string, Uint8Array, Uint8Array | null, number, number, number | null, number | null, number | null, string | null]
+    >;
   };
 
-  private constructor(db: Database) {
+  private constructor(
+    db: Database,
+    readonly where: string,
+  ) {
     this.db = db;
     this.stmts = {
       get: db.query(`SELECT ${INFO_COLUMNS}, check_tag, sealed FROM connections WHERE keyid = ?`),
@@ -103,6 +95,11 @@ export class Store {
       touch: db.query(`UPDATE connections SET last_used_at = ?1 WHERE keyid = ?2`),
       countByState: db.query(`SELECT state, count(*) AS count FROM connections GROUP BY state`),
       list: db.query(`SELECT ${INFO_COLUMNS} FROM connections ORDER BY created_at, keyid`),
+      page: db.query(`SELECT ${INFO_COLUMNS}, check_tag, sealed FROM connections WHERE keyid > ? ORDER BY keyid LIMIT 1000`),
+      importRow: db.query(
+        `INSERT INTO connections (keyid, service, state, check_tag, sealed, version, created_at, last_refresh_at, last_used_at, state_changed_at, state_reason)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
     };
   }
 
@@ -111,7 +108,7 @@ export class Store {
    * an existing store it saves a copy of it (see backupBeforeMigration). `migrations`
    * is for tests that need a schema newer than the released one.
    */
-  static open(path: string, opts: { migrations?: readonly string[] } = {}): Store {
+  static open(path: string, opts: { migrations?: readonly string[] } = {}): SqliteStore {
     const migrations = opts.migrations ?? MIGRATIONS;
     let db: Database;
     try {
@@ -142,7 +139,7 @@ export class Store {
     }
     // SQLite creates the -wal/-shm companions with the process umask; tighten them too.
     for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
-    return new Store(db);
+    return new SqliteStore(db, path);
   }
 
   /**
@@ -159,24 +156,24 @@ export class Store {
     return userVersion(this.db);
   }
 
-  get(keyid: string): ConnectionRecord | null {
+  async get(keyid: string): Promise<ConnectionRecord | null> {
     const r = this.stmts.get.get(keyid);
     if (!r) return null;
     return { ...toInfo(r), checkTag: r.check_tag, sealed: r.sealed };
   }
 
   /** The row without its envelope: what every request needs to authenticate, without copying the box. */
-  getHead(keyid: string): ConnectionHead | null {
+  async getHead(keyid: string): Promise<ConnectionHead | null> {
     const r = this.stmts.getHead.get(keyid);
     return r ? { ...toInfo(r), checkTag: r.check_tag } : null;
   }
 
-  insert(c: { keyid: string; service: string; checkTag: Uint8Array; sealed: Uint8Array; now: number }): void {
+  async insert(c: NewConnection): Promise<void> {
     this.write(() => this.stmts.insert.run(c.keyid, c.service, c.checkTag, c.sealed, c.now));
   }
 
   /** Many rows in one transaction (one fsync): for imports and for seeding benchmarks. */
-  insertMany(rows: readonly { keyid: string; service: string; checkTag: Uint8Array; sealed: Uint8Array; now: number }[]): void {
+  async insertMany(rows: readonly NewConnection[]): Promise<void> {
     this.write(() =>
       this.db.transaction(() => {
         for (const c of rows) this.stmts.insert.run(c.keyid, c.service, c.checkTag, c.sealed, c.now);
@@ -197,16 +194,16 @@ export class Store {
   }
 
   /** Replaces the envelope only if nobody else changed the row since `expectedVersion`. */
-  compareAndSwap(keyid: string, expectedVersion: number, sealed: Uint8Array, now: number): boolean {
+  async compareAndSwap(keyid: string, expectedVersion: number, sealed: Uint8Array, now: number): Promise<boolean> {
     return this.write(() => this.stmts.cas.run(sealed, now, keyid, expectedVersion)).changes === 1;
   }
 
-  setState(keyid: string, expectedVersion: number, state: ConnectionState, reason: string | null, now: number): boolean {
+  async setState(keyid: string, expectedVersion: number, state: ConnectionState, reason: string | null, now: number): Promise<boolean> {
     return this.write(() => this.stmts.setState.run(state, now, reason, keyid, expectedVersion)).changes === 1;
   }
 
   /** Wipes the envelope for good. Returns false if there was nothing active to revoke. */
-  revoke(keyid: string, now: number): boolean {
+  async revoke(keyid: string, now: number): Promise<boolean> {
     const changed = this.write(() => this.stmts.revoke.run(now, keyid)).changes === 1;
     // The old envelope still sits in the WAL until a checkpoint copies the page over it;
     // best effort (a reader may hold it back), and the next checkpoint finishes the job.
@@ -220,15 +217,15 @@ export class Store {
     return changed;
   }
 
-  touch(keyid: string, now: number): void {
+  async touch(keyid: string, now: number): Promise<void> {
     this.write(() => this.stmts.touch.run(now, keyid));
   }
 
-  countByState(): { state: ConnectionState; count: number }[] {
+  async countByState(): Promise<{ state: ConnectionState; count: number }[]> {
     return this.stmts.countByState.all();
   }
 
-  list(): ConnectionInfo[] {
+  async list(): Promise<ConnectionInfo[]> {
     return this.stmts.list.all().map(toInfo);
   }
 
@@ -236,7 +233,7 @@ export class Store {
    * Claims the right to send the notification for `key` (a cause, see src/notify):
    * true for the first caller ever, in any process on this store; false after.
    */
-  claimNotification(key: string, now: number): boolean {
+  async claimNotification(key: string, now: number): Promise<boolean> {
     // Prepared on first use (db.query caches it): a store opened with a test's older schema has no such table.
     return (
       this.write(() => this.db.query<unknown, [string, number]>('INSERT OR IGNORE INTO notifications (key, sent_at) VALUES (?1, ?2)').run(key, now)).changes ===
@@ -244,8 +241,78 @@ export class Store {
     );
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.db.close();
+  }
+
+  /** Every row, a page at a time. */
+  async *exportAll(): AsyncIterable<ConnectionRecord[]> {
+    let after = '';
+    for (;;) {
+      const rows = this.stmts.page.all(after);
+      if (rows.length === 0) return;
+      yield rows.map((r) => ({ ...toInfo(r), checkTag: r.check_tag, sealed: r.sealed }));
+      after = rows[rows.length - 1]!.keyid;
+    }
+  }
+
+  async importRows(rows: readonly ConnectionRecord[]): Promise<void> {
+    this.write(() =>
+      this.db.transaction(() => {
+        for (const r of rows) {
+          this.stmts.importRow.run(
+            r.keyid,
+            r.service,
+            r.state,
+            r.checkTag,
+            r.sealed,
+            r.version,
+            r.createdAt,
+            r.lastRefreshAt,
+            r.lastUsedAt,
+            r.stateChangedAt,
+            r.stateReason,
+          );
+        }
+      })(),
+    );
+  }
+
+  /** One `serve` per SQLite store: the in-process single flight (TokenService) is the whole lock. */
+  withRefreshLock<T>(_keyid: string, _waitMs: number, fn: () => Promise<T>): Promise<T> {
+    return fn();
+  }
+
+  async putTransient(kind: string, key: string, value: Uint8Array, expiresAt: number, now: number): Promise<boolean> {
+    return this.ephemera.putTransient(kind, key, value, expiresAt, now);
+  }
+
+  async getTransient(kind: string, key: string, now: number): Promise<{ value: Uint8Array; expiresAt: number } | null> {
+    return this.ephemera.getTransient(kind, key, now);
+  }
+
+  async takeTransient(kind: string, key: string, now: number): Promise<{ value: Uint8Array; expiresAt: number } | null> {
+    return this.ephemera.takeTransient(kind, key, now);
+  }
+
+  async replaceTransient(kind: string, key: string, expected: Uint8Array, value: Uint8Array, expiresAt: number, now: number): Promise<boolean> {
+    return this.ephemera.replaceTransient(kind, key, expected, value, expiresAt, now);
+  }
+
+  async countTransient(kind: string, now: number): Promise<{ count: number; soonest: number | null }> {
+    return this.ephemera.countTransient(kind, now);
+  }
+
+  async fail(kind: string, key: string, windowMs: number, now: number): Promise<Window> {
+    return this.ephemera.fail(kind, key, windowMs, now);
+  }
+
+  async failures(kind: string, key: string, now: number): Promise<Window | null> {
+    return this.ephemera.failures(kind, key, now);
+  }
+
+  async forgive(kind: string, key: string, _now: number): Promise<void> {
+    this.ephemera.forgive(kind, key);
   }
 
   private write<T>(fn: () => T): T {

@@ -75,6 +75,8 @@ export async function initHome(p: {
   passcode: string;
   /** Pages that may receive the AuthID by postMessage; omitted = the broker's defaults. */
   allowedOrigins?: string[];
+  /** More `init` flags, e.g. ['--database-url', url]. */
+  extraArgs?: string[];
   command?: Command;
   timeoutMs?: number;
 }): Promise<RunResult> {
@@ -97,6 +99,7 @@ export async function initHome(p: {
       '--passcode',
       p.passcode,
       ...(p.allowedOrigins ?? []).flatMap((o) => ['--allowed-origin', o]),
+      ...(p.extraArgs ?? []),
     ],
     { BROKER_HOME: p.home },
     { command: p.command, timeoutMs: p.timeoutMs },
@@ -110,7 +113,7 @@ export const LOOPBACK_CALLBACK = (uri: string): boolean => /^http:\/\/127\.0\.0\
 export async function configuredHome(
   provider: { clientId: string; clientSecret: string; authority: string },
   passcode: string,
-  opts: { home?: string; allowedOrigins?: string[]; command?: Command; timeoutMs?: number } = {},
+  opts: { home?: string; allowedOrigins?: string[]; extraArgs?: string[]; command?: Command; timeoutMs?: number } = {},
 ): Promise<{ home: string; port: number }> {
   const home = opts.home ?? newHome();
   const port = await freePort();
@@ -122,6 +125,7 @@ export async function configuredHome(
     port,
     passcode,
     allowedOrigins: opts.allowedOrigins,
+    extraArgs: opts.extraArgs,
     command: opts.command,
     timeoutMs: opts.timeoutMs,
   });

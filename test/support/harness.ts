@@ -12,7 +12,7 @@ import { hashPasscode } from '../../src/broker/passcode.ts';
 import { loadSodium } from '../../src/crypto/sodium.ts';
 import { createApp } from '../../src/http/app.ts';
 import type { Fetch } from '../../src/oauth/token-endpoint.ts';
-import { Store } from '../../src/store/store.ts';
+import { SqliteStore } from '../../src/store/store.ts';
 import { authidInPage } from './authid.ts';
 import { startEntra, type Entra } from './entra.ts';
 import { loginForm } from './http.ts';
@@ -24,7 +24,7 @@ export const PUBLIC_URL = 'http://broker.test';
 export interface Harness {
   entra: Entra;
   broker: Broker;
-  store: Store;
+  store: SqliteStore;
   dbPath: string;
   app: (req: Request, client?: { address: string }) => Promise<Response>;
   clock: { offsetMs: number };
@@ -48,7 +48,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const entra = await startEntra({ redirectUris: [`${PUBLIC_URL}/logged-in`] });
   const dir = mkdtempSync(join(tmpdir(), 'broker-harness-'));
   const dbPath = join(dir, 'broker.db');
-  const store = Store.open(dbPath);
+  const store = SqliteStore.open(dbPath);
   const clock = { offsetMs: 0 };
   const now = () => Date.now() + clock.offsetMs;
   const broker = new Broker({
@@ -98,7 +98,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       return app(new Request(`${PUBLIC_URL}/refresh`, { ...init, headers }));
     },
     async close() {
-      store.close();
+      await store.close();
       await entra.close();
     },
   };

@@ -16,6 +16,7 @@ export interface ServiceInstallFlags {
   user?: string;
   binary?: string;
   credentialFile?: string;
+  databasePasswordFile?: string;
 }
 
 /** The broker that is running now: the compiled binary, or bun plus the script when run from source. */
@@ -39,8 +40,15 @@ export async function serviceInstall(flags: ServiceInstallFlags, io: Io): Promis
     });
   }
 
+  const databasePasswordFile = flags.databasePasswordFile ? checkUnitPath('--database-password-file', resolve(flags.databasePasswordFile)) : undefined;
+  if (databasePasswordFile && !flags.print && !existsSync(databasePasswordFile)) {
+    throw new BrokerError('usage', `--database-password-file ${databasePasswordFile} does not exist.`, {
+      hint: "Write the PostgreSQL user's password into it (one line, chmod 600).",
+    });
+  }
+
   const unitPath = unitPathFor(mode, io.env);
-  const unit = renderUnit({ mode, exec, home, unitPath, user, group, credentialFile });
+  const unit = renderUnit({ mode, exec, home, unitPath, user, group, credentialFile, databasePasswordFile });
   checkSettings(mode, home, user, flags, io);
   if (flags.print) {
     io.out(unit.replace(/\n$/, ''));

@@ -4,7 +4,7 @@
  */
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
-import { CLIENT_SECRET_CREDENTIAL } from '../../config/settings.ts';
+import { CLIENT_SECRET_CREDENTIAL, DATABASE_PASSWORD_CREDENTIAL } from '../../config/settings.ts';
 import { BrokerError } from '../../errors.ts';
 import { VERSION } from '../../version.ts';
 
@@ -25,6 +25,8 @@ export interface UnitSpec {
   user?: string;
   group?: string;
   credentialFile?: string;
+  /** The PostgreSQL password, as the credential `database-password` (see cli/store-file.ts). */
+  databasePasswordFile?: string;
 }
 
 /** Where the unit of this mode lives. */
@@ -91,6 +93,12 @@ export function renderUnit(u: UnitSpec): string {
           '# The app secret, readable only by this service as $CREDENTIALS_DIRECTORY/client-secret;',
           '# it takes precedence over the secret in settings.json (BROKER_CLIENT_SECRET over both).',
           `LoadCredential=${CREDENTIAL_NAME}:${spec(u.credentialFile)}`,
+        ]
+      : []),
+    ...(u.databasePasswordFile
+      ? [
+          "# The PostgreSQL user's password (--database-url), as $CREDENTIALS_DIRECTORY/database-password.",
+          `LoadCredential=${DATABASE_PASSWORD_CREDENTIAL}:${spec(u.databasePasswordFile)}`,
         ]
       : []),
     '',

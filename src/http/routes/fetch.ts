@@ -6,13 +6,13 @@ import { script, TYPE } from '../respond.ts';
 const JSONP_CALLBACK = /^[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*$/;
 
 /** GET /fetch: legacy Duplicati UI polling; always 200, JSON or JSONP, as the original service answered. */
-export function fetchAuthId(x: Exchange, { broker }: Deps): Response {
+export async function fetchAuthId(x: Exchange, { broker }: Deps): Promise<Response> {
   const q = x.url.searchParams;
   const callback = q.get('callback') || q.get('jsonp');
   if (callback !== null && (callback.length > 128 || !JSONP_CALLBACK.test(callback))) {
     throw new BrokerError('invalid_request', 'The JSONP callback must be a JavaScript identifier path such as angular.callbacks._0.');
   }
-  const state = broker.fetchTokens.take(q.get('token'));
+  const state = await broker.fetchTokens.take(q.get('token'));
   const body =
     state.kind === 'missing'
       ? { error: 'Missing token' }

@@ -52,7 +52,7 @@ export async function loggedIn(x: Exchange, { broker }: Deps): Promise<Response>
   const cookieValue = readCookie(x.req, broker.ctx.config, 'login');
   const result = await broker.login.finish({ state: q.get('state'), code: q.get('code'), error: q.get('error'), cookieValue, hostname: q.get('hostname') });
   x.keyid = result.keyid || undefined;
-  if (result.extra) broker.fetchTokens.attach(result.extra, result.authid);
+  if (result.extra) await broker.fetchTokens.attach(result.extra, result.authid);
   const config = broker.ctx.config;
   const body = loggedInPage({
     nonce: x.nonce,

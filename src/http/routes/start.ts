@@ -5,14 +5,16 @@ import { startPage, unknownServicePage } from '../pages.ts';
 import { page, setCookie } from '../respond.ts';
 
 /** GET / (`?type=<service>`, `?token=<Duplicati fetch token>`): pick the service, enter the passcode. */
-export function start(x: Exchange, { broker }: Deps): Response {
+export async function start(x: Exchange, { broker }: Deps): Promise<Response> {
   const type = x.url.searchParams.get('type');
   const token = x.url.searchParams.get('token');
   // A fetch token hands the new authid to whoever polls /fetch with it, so it is
   // honoured only when Duplicati's own page (an allowed origin) opened this one,
   // and it is bound to this browser by a cookie that POST /login must present.
   const fetchToken =
-    FetchTokens.valid(token) && fromAllowedOrigin(x.req, broker.ctx.config.allowedOrigins) && broker.fetchTokens.register(token, x.client) ? token : undefined;
+    FetchTokens.valid(token) && fromAllowedOrigin(x.req, broker.ctx.config.allowedOrigins) && (await broker.fetchTokens.register(token, x.client))
+      ? token
+      : undefined;
   const services = broker.login.services(type);
   if (type !== null && (!findService(type) || services[0]?.id !== type)) {
     // A known type whose provider has no app here gets a page that names the provider.

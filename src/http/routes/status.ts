@@ -4,12 +4,12 @@ import { authIdFrom, missingAuthId, NO_FORM } from '../request.ts';
 import { json } from '../respond.ts';
 
 /** GET /status: what the holder of an authid may know about its connection, including the sealed account name. */
-export function status(x: Exchange, { broker, now }: Deps): Response {
+export async function status(x: Exchange, { broker, now }: Deps): Promise<Response> {
   const authid = authIdFrom(x.req, () => x.url, NO_FORM);
   if (!authid) throw missingAuthId('Send it in the X-AuthID header.');
-  const { id, keys, record } = broker.tokens.authenticate(authid, x.client.address);
+  const { id, keys, record } = await broker.tokens.authenticate(authid, x.client.address);
   x.keyid = id.keyid;
-  const grant = broker.tokens.open(keys, id.keyid);
+  const grant = await broker.tokens.open(keys, id.keyid);
   const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
   return json({
     keyid: record.keyid,

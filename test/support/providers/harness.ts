@@ -13,7 +13,7 @@ import { hashPasscode } from '../../../src/broker/passcode.ts';
 import { loadSodium } from '../../../src/crypto/sodium.ts';
 import { createApp } from '../../../src/http/app.ts';
 import type { Fetch } from '../../../src/oauth/token-endpoint.ts';
-import { Store } from '../../../src/store/store.ts';
+import { SqliteStore } from '../../../src/store/store.ts';
 import { AUTHID_IN_PAGE } from '../authid.ts';
 import { loginForm } from '../http.ts';
 import { PASSCODE } from '../passcode.ts';
@@ -25,7 +25,7 @@ export const PUBLIC_URL = 'http://broker.test';
 export interface ProviderHarness {
   standIn: StandIn;
   broker: Broker;
-  store: Store;
+  store: SqliteStore;
   app: (req: Request, client?: { address: string }) => Promise<Response>;
   clock: { offsetMs: number };
   /** Start page → stand-in → /logged-in; the page and what it shows in `id="authid"`. */
@@ -44,7 +44,7 @@ export async function startProviderHarness(
 ): Promise<ProviderHarness> {
   const standIn = await startStandIn({ ...PRESETS[kind], ...opts.behaviour });
   const dir = mkdtempSync(join(tmpdir(), 'broker-providers-'));
-  const store = Store.open(join(dir, 'broker.db'));
+  const store = SqliteStore.open(join(dir, 'broker.db'));
   const clock = { offsetMs: 0 };
   const now = () => Date.now() + clock.offsetMs;
   const broker = new Broker({
@@ -109,7 +109,7 @@ export async function startProviderHarness(
       h.app = createApp({ broker: h.broker, version: 'test', now });
     },
     async close() {
-      store.close();
+      await store.close();
       await standIn.close();
     },
   };
