@@ -9,7 +9,7 @@ if (args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
 } else if (args[0] === 'list' && (args.length === 1 || (args.length === 2 && args[1] === '--json'))) {
   // `list` and `list --json` exactly, without commander (src/cli/quick.ts); anything else about list goes to main.
   const { quickList } = await import('../src/cli/quick.ts');
-  process.exitCode = quickList(args);
+  process.exitCode = await quickList(args);
 } else {
   const { main } = await import('../src/cli/main.ts');
   process.exitCode = await main(args);

@@ -14,13 +14,14 @@ export interface Io {
 /**
  * The process's own streams. `process.stdin`/`process.stdout` are made on first
  * use and load Node's stream machinery (several ms of a short command's start-up):
- * stdout is written with write(2) directly, and the terminal check asks isatty(3)
- * only when a command wants to know. stderr stays the stream (serve's log).
+ * stdout and stderr are written with write(2) directly (synchronous, as Node's own
+ * streams are for files and pipes on Linux), and the terminal check asks isatty(3)
+ * only when a command wants to know.
  */
 export function processIo(): Io {
   return {
-    out: (t) => writeOut(t.endsWith('\n') ? t : `${t}\n`),
-    err: (t) => process.stderr.write(t.endsWith('\n') ? t : `${t}\n`),
+    out: (t) => writeFd(1, t.endsWith('\n') ? t : `${t}\n`),
+    err: (t) => writeFd(2, t.endsWith('\n') ? t : `${t}\n`),
     env: process.env,
     get isTTY() {
       // node:tty loads the stream modules too: only `init` asks, so only it pays.
@@ -53,26 +54,27 @@ async function readLine(timeoutMs: number): Promise<string> {
   }
 }
 
-/** After a write(2) that would block (a non-blocking pipe), everything goes through the stream, in order. */
-let stdoutStream = false;
+/** After a write(2) that would block (a non-blocking pipe), everything on that descriptor goes through its stream, in order. */
+const viaStream = { 1: false, 2: false };
 
-function writeOut(text: string): void {
-  if (stdoutStream) {
-    process.stdout.write(text);
+function writeFd(fd: 1 | 2, text: string): void {
+  const stream = () => (fd === 1 ? process.stdout : process.stderr);
+  if (viaStream[fd]) {
+    stream().write(text);
     return;
   }
   const buf = Buffer.from(text);
   let off = 0;
   while (off < buf.length) {
     try {
-      off += writeSync(1, buf, off);
+      off += writeSync(fd, buf, off);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       // The reader went away (`broker list | head -1`): nothing more to say.
       if (code === 'EPIPE') return;
       if (code !== 'EAGAIN') throw e;
-      stdoutStream = true;
-      process.stdout.write(buf.subarray(off));
+      viaStream[fd] = true;
+      stream().write(buf.subarray(off));
       return;
     }
   }

@@ -10,12 +10,12 @@ import { listCommand } from './list.ts';
  * else (`list --help`, extra arguments) goes through main.ts as before;
  * bin/broker.ts chooses.
  */
-export function quickList(args: readonly string[]): number {
+export async function quickList(args: readonly string[]): Promise<number> {
   // As main.ts: files the broker creates are for its user only.
   process.umask(0o077);
   const io = processIo();
   try {
-    listCommand(brokerHome(io.env), io, { json: args[1] === '--json' });
+    await listCommand(brokerHome(io.env), io, { json: args[1] === '--json' });
     return EXIT.ok;
   } catch (err) {
     return failed(err, io);
