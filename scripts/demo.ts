@@ -57,7 +57,7 @@ const init = spawnSync(
 );
 if (init.status !== 0) {
   console.error(init.stderr);
-  shutdown(1);
+  await shutdown(1);
 }
 
 const serve = spawn(binary, ['serve'], { env, stdio: ['ignore', 'inherit', 'pipe'] });
@@ -70,7 +70,7 @@ await new Promise<void>((ok) => {
     if (seen.includes('listening on')) ok();
   });
 });
-serve.on('close', (code) => shutdown(code ?? 0));
+serve.on('close', (code) => void shutdown(code ?? 0));
 
 console.log(`
   broker demo is running (Ctrl-C stops it and deletes ${home}).
@@ -86,11 +86,15 @@ console.log(`
      BROKER_HOME=${home} ${binary} revoke <keyid>
 `);
 
-process.on('SIGINT', () => shutdown(0));
-process.on('SIGTERM', () => shutdown(0));
+process.on('SIGINT', () => void shutdown(0));
+process.on('SIGTERM', () => void shutdown(0));
 
-function shutdown(code: number): never {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+/** Stops the children and waits for them (at most 5 s): a serve still closing its store would write into the folder after it is removed. */
+async function shutdown(code: number): Promise<never> {
+  const running = children.filter((c) => c.exitCode === null && c.signalCode === null);
+  const closed = running.map((c) => new Promise((ok) => c.once('exit', ok)));
+  for (const c of running) c.kill('SIGTERM');
+  await Promise.race([Promise.all(closed), new Promise((ok) => setTimeout(ok, 5000))]);
   rmSync(join(home, '..'), { recursive: true, force: true });
   process.exit(code);
 }

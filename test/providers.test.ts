@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { AUTHID } from './support/authid.ts';
+import { loginForm } from './support/http.ts';
 import { PUBLIC_URL, useProviderHarness } from './support/providers/harness.ts';
 
 const HOUR = 3600_000;
@@ -24,6 +25,15 @@ describe('Google (googledrive, googledocs, gcs)', () => {
     expect(one).toMatch(/<option value="gcs" selected>/);
     expect(one).not.toContain('value="googledrive"');
     expect(one).toContain('<input type="hidden" name="type" value="gcs">');
+  });
+
+  it("found by review: the start page's CSP lets the login form's redirect go to Google (form-action), not only to Microsoft", async () => {
+    const start = await h.app(new Request(`${PUBLIC_URL}/?type=googledrive`));
+    const formAction = /(?:^|; )form-action ([^;]*)/.exec(start.headers.get('content-security-policy') ?? '')?.[1]?.split(' ') ?? [];
+    const login = await h.app(new Request(`${PUBLIC_URL}/login`, loginForm({ id: 'googledrive' })));
+    expect(login.status).toBe(302);
+    expect(formAction).toContain(new URL(login.headers.get('location')!).origin);
+    expect(formAction).not.toContain('https://login.microsoftonline.com');
   });
 
   it('a type whose provider has no app here gets a page saying so (404, never 5xx), at / and at POST /login', async () => {
@@ -276,9 +286,10 @@ describe('a callback without state', () => {
   const pcloud = useProviderHarness('pcloud', { behaviour: { dropState: true } });
   const google = useProviderHarness('google', { behaviour: { dropState: true } });
 
-  it('pCloud (which drops it for some accounts): the login cookie finds the one pending pCloud login', async () => {
-    const c = await pcloud.connect('pcloud');
-    expect(c.authid).toMatch(/^pcloud-at-/);
+  it('found by review: pCloud (which drops it for some accounts) is refused too, since the login cookie alone would let another site finish a login with its own code (login CSRF)', async () => {
+    pcloud.standIn.resetStats();
+    await expect(pcloud.connect('pcloud')).rejects.toThrow(/login_state_invalid|400|unknown, was already used/);
+    expect(pcloud.standIn.stats.codeRedemptions).toBe(0);
   });
 
   it('Google (which always sends it): refused, and the code is never redeemed', async () => {

@@ -182,6 +182,14 @@ describe('validateSettings', () => {
     expect(validateSettings({ ...valid, ...over } as never, opts)).toEqual(expected);
   });
 
+  it('found by review: a malformed notify URL is named by its position, never echoed (a webhook path is a password)', () => {
+    const secretPath = 'hooks.slack.com/services/T0AAAA/B0BBBB/XyZsecretWebhookToken123';
+    const problems = validateSettings({ notifyUrls: ['https://ntfy.sh/backups', secretPath] }, { requireSecret: false });
+    const about = problems.filter((p) => p.startsWith('notify-url'));
+    expect(about).toEqual(['notify-url (2nd of 2) is not a URL']);
+    expect(problems.join('\n')).not.toContain('XyZsecret');
+  });
+
   it('names every problem at once, in the order of the options table', () => {
     expect(validateSettings({ listen: 'x' }, { requireSecret: true })).toEqual([
       'client-id is missing',

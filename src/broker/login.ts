@@ -49,8 +49,6 @@ export interface LoginResult {
 }
 
 const KIND = 'login';
-/** The state of a login whose provider may drop it from the callback, filed under a hash of the cookie. */
-const BY_COOKIE = 'login-cookie';
 
 /**
  * The authorization-code flow with PKCE (S256), a state that is single-use and
@@ -121,9 +119,6 @@ export class LoginFlow {
     const { store } = this.ctx;
     await store.putTransient(KIND, transientId(KIND, state), sealTransient(KIND, cookieValue, JSON.stringify(pending)), pending.expiresAt, now);
     const provider = service.provider;
-    if (provider.stateMayBeDropped) {
-      await store.putTransient(BY_COOKIE, transientId(BY_COOKIE, cookieValue), sealTransient(BY_COOKIE, cookieValue, state), pending.expiresAt, now);
-    }
     const app = appOf(config, provider)!;
     const url = new URL(endpointsOf(provider, app).authorizeUrl);
     const scope = scopeString(service);
@@ -149,7 +144,9 @@ export class LoginFlow {
     hostname?: string | null;
   }): Promise<LoginResult> {
     const { ctx } = this;
-    const state = p.state || (await this.stateByCookie(p.cookieValue));
+    // A callback without state is refused, whatever the provider: the login cookie alone is sent with any
+    // top-level navigation from another site (SameSite=Lax), so it cannot stand in for state (login CSRF).
+    const state = p.state;
     // Single use: whatever happens next, this state is spent, on every instance.
     const taken = state && state.length <= 512 ? await ctx.store.takeTransient(KIND, transientId(KIND, state), ctx.now()) : null;
     const opened = taken && p.cookieValue ? openTransient(KIND, p.cookieValue, taken.value) : null;
@@ -226,17 +223,6 @@ export class LoginFlow {
     ctx.log.info('connection.created', { keyid: short(parsed.keyid), service: service.id });
     ctx.events?.report({ type: 'connection.created', keyid: parsed.keyid, service: service.id });
     return { authid, keyid: parsed.keyid, service, account, extra: pending.extra };
-  }
-
-  /**
-   * A callback without `state` (pCloud drops it for some accounts): the one
-   * pending login of a provider that may do so, bound to this browser's cookie.
-   * The cookie is random and HttpOnly, so it carries the CSRF protection here.
-   */
-  private async stateByCookie(cookieValue: string | null | undefined): Promise<string | undefined> {
-    if (!cookieValue || cookieValue.length > 512) return undefined;
-    const e = await this.ctx.store.takeTransient(BY_COOKIE, transientId(BY_COOKIE, cookieValue), this.ctx.now());
-    return (e && openTransient(BY_COOKIE, cookieValue, e.value)) ?? undefined;
   }
 }
 

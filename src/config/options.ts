@@ -299,6 +299,8 @@ export const OPTIONS = {
     init: 'record',
     serve: true,
     repeatable: true,
+    // A webhook's path (Slack, Discord, ntfy topics) is its password.
+    secret: true,
     parse: trim,
     check: validateNotifyUrl,
   },

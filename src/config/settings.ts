@@ -121,11 +121,12 @@ export function validateSettings(s: Partial<Settings>, opts: { requireSecret: bo
     const required = o.required && (o.name !== 'clientSecret' || opts.requireSecret || value !== undefined);
     if (value === undefined && !required) continue;
     if (o.repeatable) {
-      for (const v of Array.isArray(value) ? value : []) {
+      const values = Array.isArray(value) ? value : [];
+      values.forEach((v, i) => {
         const p = check(String(v), ctx);
-        // The value named, and shortened: a whole pasted page helps no one.
-        if (p) problems.push(`${name} ${String(v).slice(0, 80)} ${p}`);
-      }
+        // A secret one is named by its position (this text is logged on reload); others by value, shortened.
+        if (p) problems.push(`${name} ${o.secret ? `(${ordinal(i + 1)} of ${values.length})` : String(v).slice(0, 80)} ${p}`);
+      });
     } else if (typeof value !== 'string' || (required && value === '')) {
       problems.push(`${name} ${required ? 'is missing' : 'must be text'}`);
     } else {
@@ -224,4 +225,9 @@ export function writeSettings(home: string, s: Settings): void {
       hint: 'Check permissions and free space in BROKER_HOME; the old settings are unchanged.',
     });
   }
+}
+
+function ordinal(n: number): string {
+  const suffix = n % 100 >= 11 && n % 100 <= 13 ? 'th' : (({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[n % 10] ?? 'th');
+  return `${n}${suffix}`;
 }

@@ -1,5 +1,6 @@
-import type { BrokerConfig } from '../broker/context.ts';
+import { appOf, type BrokerConfig } from '../broker/context.ts';
 import { asBrokerError, type BrokerError } from '../errors.ts';
+import { endpointsOf, PROVIDERS } from '../oauth/providers.ts';
 import { describe, errorHeaders, HTTP_STATUS } from './errors.ts';
 import type { Exchange } from './exchange.ts';
 
@@ -48,20 +49,20 @@ export function jsonError(err: unknown): Response {
 
 /** A page (no body for HEAD); with `err`, it also says the error as JSON answers do. */
 export function page(x: Exchange, config: BrokerConfig, status: number, body: string, err?: BrokerError): Response {
-  const more = { ...pageHeaders(x.nonce, new URL(config.authority).origin), ...(err ? errorHeaders(err) : {}) };
+  const more = { ...pageHeaders(x.nonce, authorizeOrigins(config)), ...(err ? errorHeaders(err) : {}) };
   return answer(x.req.method === 'HEAD' ? null : body, status, TYPE.html, more);
 }
 
 /** Pages may show an authid or take a passcode: never cached, never framed, never referred. */
-function pageHeaders(nonce: string, authorityOrigin: string): Record<string, string> {
+function pageHeaders(nonce: string, authorizeOrigins: string): Record<string, string> {
   return {
     'content-security-policy': [
       "default-src 'none'",
       `script-src 'nonce-${nonce}'`,
       `style-src 'nonce-${nonce}'`,
       "img-src 'self' data:",
-      // The login form's answer redirects to Microsoft; browsers check form-action on that redirect.
-      `form-action 'self' ${authorityOrigin}`,
+      // The login form's answer redirects to the provider; browsers check form-action on that redirect.
+      `form-action 'self' ${authorizeOrigins}`,
       "frame-ancestors 'none'",
       "base-uri 'none'",
     ].join('; '),
@@ -105,4 +106,19 @@ export function clearCookie(res: Response, config: BrokerConfig, which: CookieNa
 
 export function readCookie(req: Request, config: BrokerConfig, which: CookieName): string | null {
   return new Bun.CookieMap(req.headers.get('cookie') ?? '').get(cookieName(config, which));
+}
+
+/** The origins of every configured provider's authorize endpoint, where the login form's answer may redirect. */
+function authorizeOrigins(config: BrokerConfig): string {
+  const origins = new Set<string>();
+  for (const provider of Object.values(PROVIDERS)) {
+    const app = appOf(config, provider);
+    if (!app) continue;
+    try {
+      origins.add(new URL(endpointsOf(provider, app).authorizeUrl).origin);
+    } catch {
+      // An unusable URL is refused where it is used; it adds nothing here.
+    }
+  }
+  return [...origins].join(' ');
 }

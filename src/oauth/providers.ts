@@ -62,8 +62,6 @@ export interface Provider {
   readonly scopeAtTokenEndpoint: boolean;
   readonly refreshTokens: RefreshTokens;
   readonly revocation: Revocation;
-  /** The callback sometimes comes without `state` (pCloud, for some accounts): the login cookie then finds the login. */
-  readonly stateMayBeDropped?: true;
   /** pCloud: the token endpoint is on the host the callback names in `hostname`, one of these. */
   readonly tokenHosts?: readonly string[];
   /** Where the owner removes the app's access at the provider by hand. */
@@ -209,7 +207,6 @@ const PCLOUD: Provider = {
   refreshTokens: 'none',
   revocation: 'none',
   tokenHosts: ['api.pcloud.com', 'eapi.pcloud.com'],
-  stateMayBeDropped: true,
   accessUrl: 'https://my.pcloud.com/#page=settings&settings=tab-apps',
   judge: judgePcloud,
   note: "pCloud's access token does not expire and Duplicati's pCloud backend takes it directly, so the broker shows it once and keeps nothing.",
