@@ -196,6 +196,19 @@ describe('Box (box.com): single-use refresh tokens, never lost', () => {
     expect(h.standIn.stats.reuse).toBe(0);
   });
 
+  it('found by review: an answer from Box lost after it spent the token (a 5xx) is not retried with the spent token, which would end the grant', async () => {
+    const c = await h.connect('box.com');
+    h.standIn.resetStats();
+    h.clock.offsetMs += 2 * HOUR;
+    h.standIn.loseNextAnswers(1);
+    const res = await h.refresh(c.authid);
+    // A transient failure the caller (Duplicati) retries later, not a "sign in again".
+    expect(res.status).toBe(502);
+    expect(h.standIn.stats.refreshes).toBe(1);
+    expect(h.standIn.stats.reuse).toBe(0);
+    expect((await h.store.getHead(c.keyid))?.state).toBe('active');
+  });
+
   it('300 concurrent refreshes of an expired token → one call to Box, 300 answers with the same token, no reuse', async () => {
     const c = await h.connect('box.com');
     h.standIn.resetStats();

@@ -275,7 +275,7 @@ export class TokenService {
     const started = ctx.now();
     let tokens: TokenResponse;
     try {
-      tokens = await this.callMicrosoft(service, held.grant.refreshToken);
+      tokens = await this.callProvider(service, held.grant.refreshToken);
     } catch (e) {
       return this.upstreamFailed(explained(e, service, ctx.now() - record.createdAt), id.keyid, held, record.service);
     }
@@ -327,8 +327,13 @@ export class TokenService {
   /** Microsoft wants a new sign-in: the connection is marked so, and nothing of it stays in memory. */
   private async endForSignIn(keyid: string, version: number, err: BrokerError, service: string): Promise<BrokerError> {
     const { ctx } = this;
-    await ctx.store.setState(keyid, version, 'login_required', err.message, ctx.now());
+    const marked = await ctx.store.setState(keyid, version, 'login_required', err.message, ctx.now());
     this.forget(keyid);
+    if (!marked) {
+      // The row changed during the call (a revoke, most likely): its state is the answer, and no one is told to sign in again.
+      const now = await ctx.store.getHead(keyid);
+      if (now?.state === 'revoked') return revokedError(ctx.config.publicUrl);
+    }
     ctx.log.warn('connection.login_required', { keyid: short(keyid) });
     ctx.events?.report({ type: 'connection.login_required', keyid, service, reason: err.message });
     return new BrokerError('login_required', `${err.message} Create a new AuthID at ${ctx.config.publicUrl}/`, { cause: err });
@@ -411,8 +416,12 @@ export class TokenService {
     }
   }
 
-  /** Retries transient failures with back-off, within one budget for the whole request. */
-  private async callMicrosoft(service: Service, refreshToken: string): Promise<TokenResponse> {
+  /**
+   * Retries transient failures with back-off, within one budget for the whole request;
+   * except at a provider whose refresh tokens are single-use (Box): a timeout or a 5xx
+   * may come after the provider spent the token, and sending it again would end the grant.
+   */
+  private async callProvider(service: Service, refreshToken: string): Promise<TokenResponse> {
     const { ctx } = this;
     const deadline = ctx.now() + (ctx.config.upstreamBudgetMs ?? UPSTREAM_BUDGET_MS);
     for (let attempt = 0; ; attempt++) {
@@ -429,7 +438,7 @@ export class TokenService {
       } catch (e) {
         observe(e instanceof BrokerError ? e.code : 'internal');
         const transient = e instanceof BrokerError && (e.code === 'upstream_error' || e.code === 'upstream_timeout');
-        const delay = RETRY_DELAYS_MS[attempt];
+        const delay = service.provider.refreshTokens === 'single-use' ? undefined : RETRY_DELAYS_MS[attempt];
         if (!transient || delay === undefined || ctx.now() + delay + 500 >= deadline) throw e;
         ctx.log.warn('upstream.retry', { attempt: attempt + 1, error: (e as BrokerError).code });
         await this.sleep(delay);

@@ -73,6 +73,8 @@ export interface StandIn {
   setTokenDelay(ms: number): void;
   /** The next token-endpoint answers fail with this status and body (`count` times). */
   failNext(status: number, body: Record<string, unknown>, count?: number): void;
+  /** The next `count` refreshes are done (a single-use token is spent and a new one issued) but answered 502: an answer lost on the way. */
+  loseNextAnswers(count?: number): void;
   resetStats(): void;
   close(): Promise<void>;
 }
@@ -98,6 +100,7 @@ export async function startStandIn(b: StandInBehaviour, opts: { redirectUri?: (u
   let ttl = b.accessTokenTtl;
   let last: URLSearchParams | undefined;
   let delay = 0;
+  let lostAnswers = 0;
   let failures: { status: number; body: Record<string, unknown>; count: number } | undefined;
   const tokenPath = b.kind === 'pcloud' ? '/oauth2_token' : '/token';
   const json = (status: number, body: unknown) => Response.json(body, { status, headers: { 'cache-control': 'no-store' } });
@@ -185,7 +188,12 @@ export async function startStandIn(b: StandInBehaviour, opts: { redirectUri?: (u
           return json(b.grantError.status, b.grantError.body);
         }
         held.spent = true;
-        return json(200, issue(held.grant, true));
+        const out = issue(held.grant, true);
+        if (lostAnswers > 0) {
+          lostAnswers--;
+          return json(502, { error: 'temporarily_unavailable' });
+        }
+        return json(200, out);
       }
       return json(200, issue(held.grant, false));
     }
@@ -260,6 +268,9 @@ export async function startStandIn(b: StandInBehaviour, opts: { redirectUri?: (u
     },
     failNext(status, body, count = 1) {
       failures = { status, body, count };
+    },
+    loseNextAnswers(count = 1) {
+      lostAnswers = count;
     },
     resetStats() {
       Object.assign(stats, { codeRedemptions: 0, refreshes: 0, reuse: 0, revocations: 0, refused: [] });
