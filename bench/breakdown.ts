@@ -10,6 +10,7 @@
  * reports (row 1c): the rest is Bun.serve and the HTTP parsing the bare
  * baseline pays too.
  */
+import type { Database } from 'bun:sqlite';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +22,7 @@ import { checkTagMatches, deriveKeys, openJson, sealJson } from '../src/crypto/s
 import { loadSodium } from '../src/crypto/sodium.ts';
 import { createApp } from '../src/http/app.ts';
 import { makeLogger } from '../src/log.ts';
+import { Metrics } from '../src/metrics.ts';
 import { SqliteStore } from '../src/store/store.ts';
 import { median, round } from './lib.ts';
 import { realisticGrant } from './seed.ts';
@@ -63,26 +65,55 @@ const logToStderr = makeLogger('text', (l) => process.stderr.write(`${l}\n`));
 const logNowhere = makeLogger('text', () => {});
 const appNoLog = createApp({ broker, version: 'bench' });
 const appLogNowhere = createApp({ broker, version: 'bench', log: (r) => logNowhere.request(r) });
-const appLogStderr = createApp({ broker, version: 'bench', log: (r) => logToStderr.request(r) });
 const req = () => new Request('http://127.0.0.1:8080/refresh', { headers: { 'x-authid': authid, accept: 'application/json' } });
 const entry = { method: 'GET', route: '/refresh', status: 200, ms: 0.05, keyid: id.keyid.slice(0, 11) };
 
+const metrics = new Metrics(store);
+const appAsServe = createApp({
+  broker,
+  version: 'bench',
+  log: (r) => {
+    logToStderr.request(r);
+    metrics.request(r.route, r.status);
+  },
+  onRefresh: (o) => metrics.refresh(o),
+});
+const dataVersion = (store as unknown as { db: Database }).db.query('PRAGMA data_version');
+
+/** The steps of one cache hit in the order a request takes them (issue 15's parse, authenticate, store, cache, response, log, metrics). */
 type Step = [name: string, fn: () => unknown, async?: boolean];
 const steps: Step[] = [
-  ['parseAuthId', () => parseAuthId(authid)],
-  ['deriveKeys (2× keyed BLAKE2b, libsodium wasm)', () => deriveKeys(sodium, id)],
-  ['store.get (row incl. 1.5 KB sealed blob)', () => store.get(id.keyid), true],
-  ['checkTagMatches', () => checkTagMatches(sodium, keys.checkTag, record.checkTag)],
-  ['TokenService.getAccessToken (cache hit, all of the above)', () => broker.tokens.getAccessToken(authid), true],
-  ['nonce: randomBytes(16).toString(base64)', () => randomBytes(16).toString('base64')],
-  ['new Request + new URL', () => new URL(req().url)],
-  ['log line: format only', () => logNowhere.request(entry)],
-  ['log line: format + write to stderr', () => logToStderr.request(entry)],
+  ['parse: parseAuthId', () => parseAuthId(authid)],
+  ['authenticate: check tag (1x keyed BLAKE2b, wasm)', () => deriveKeys(sodium, id).checkTag],
+  ['authenticate: checkTagMatches (constant time)', () => checkTagMatches(sodium, keys.checkTag, record.checkTag)],
+  ['store: getHead (the instant-revoke read)', () => store.getHead(id.keyid), true],
+  ['store: reference, PRAGMA data_version alone', () => dataVersion.get()],
+  ['cache: TokenService.getAccessToken (all the above + cache)', () => broker.tokens.getAccessToken(authid), true],
+  ['http: new Request (what Bun.serve hands us)', () => req()],
+  ['response: token JSON + new Response', () => tokenResponse()],
+  ['log: request line, format only', () => logNowhere.request(entry)],
+  ['log: request line, format + write(2) each', () => logToStderr.request(entry)],
+  [
+    'metrics: request + refresh counters',
+    () => {
+      metrics.request('/refresh', 200);
+      metrics.refresh('cache_hit');
+    },
+  ],
   ['app(): /refresh, no log', async () => (await appNoLog(req(), { address: '127.0.0.1' })).text(), true],
   ['app(): /refresh, log formatted, not written', async () => (await appLogNowhere(req(), { address: '127.0.0.1' })).text(), true],
-  ['app(): /refresh, log to stderr (as serve)', async () => (await appLogStderr(req(), { address: '127.0.0.1' })).text(), true],
+  ['app(): /refresh, log + metrics (as serve --metrics)', async () => (await appAsServe(req(), { address: '127.0.0.1' })).text(), true],
   ['reference: openJson of the sealed grant', () => openJson(sodium, keys.sealKey, record.sealed!)],
+  ['reference: nonce randomBytes(16) (pages only)', () => randomBytes(16).toString('base64')],
 ];
+
+/** What routes/refresh.ts builds for a cache hit: the same template and header set. */
+const TOKEN_JSON_HEADERS = { 'cache-control': 'no-store', pragma: 'no-cache', vary: 'Accept', 'content-type': 'application/json; charset=utf-8' };
+const tokenExpires = Date.now() + 3_600_000;
+function tokenResponse(): Response {
+  const body = `{"access_token":${JSON.stringify('x'.repeat(1400))},"expires":${Math.floor((tokenExpires - Date.now()) / 1000)},"type":${JSON.stringify('onedrivev2')},"token_type":"Bearer","expires_at":"2026-11-30T19:00:00.000Z"}`;
+  return new Response(body, { status: 200, headers: TOKEN_JSON_HEADERS });
+}
 
 const results: { name: string; us: number }[] = [];
 for (const [name, fn, isAsync] of steps) {

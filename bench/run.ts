@@ -19,7 +19,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { deriveKeys, openJson, sealJson } from '../src/crypto/seal.ts';
+import { deriveSealKey, openJson, sealJson } from '../src/crypto/seal.ts';
 import { generateAuthId } from '../src/crypto/authid.ts';
 import { loadSodium } from '../src/crypto/sodium.ts';
 import { connectOverHttp } from '../test/support/binary.ts';
@@ -60,7 +60,8 @@ if (args.length && !ONLY_SEAL && !ONLY_NOTIFY) {
 const ROOT = resolve(import.meta.dirname, '..');
 const BENCH = join(ROOT, 'bench');
 const QUICK = process.env.BENCH_QUICK === '1';
-const ROUNDS = Math.max(1, Math.min(15, Number(process.env.BENCH_ROUNDS ?? (QUICK ? 3 : 5))));
+// The table reports medians of at least 5 rounds (BENCH_QUICK=1, for working on the suite itself, allows fewer).
+const ROUNDS = Math.max(QUICK ? 1 : 5, Math.min(15, Number(process.env.BENCH_ROUNDS ?? (QUICK ? 3 : 5))));
 const LOAD_MS = QUICK ? 1000 : 2000;
 const WARMUP_MS = QUICK ? 300 : 500;
 const CONNECTIONS = 50;
@@ -108,7 +109,26 @@ interface Row {
   ratio: string;
   target: string;
   pass: boolean | null;
+  /** For a miss: by how much, in the row's own terms. */
+  missBy?: string;
 }
+
+/**
+ * Why a row misses its target when it does: what the per-step breakdown
+ * (bench/breakdown.ts) and the profile (bench/profile.ts) show is left. Printed
+ * under the table for each missed row only.
+ */
+const WHY: Record<string, string> = {
+  '1a': 'requests/s is bounded by one JS thread: every cache hit still parses and checks the AuthID (keyed BLAKE2b in wasm), asks SQLite whether the row changed (the instant-revoke guarantee) and writes a log line, which a bare Bun.serve does not.',
+  '1b': 'p99 follows throughput on one JS thread (see 1a): with 50 connections queued, each request waits for the ones ahead of it.',
+  '1c': 'the per-request AuthID check, store freshness check and log line (see 1a); bench/breakdown.ts itemises them.',
+  '2': "sealing the rotated refresh token and SQLite's fsync (synchronous=FULL) before answering, which is what makes a rotation survive a power cut; the fsync's cost is the disk's.",
+  '5a': 'the binary is ~110 MB of Bun runtime plus 7 MB of bundled bytecode: mapping and loading it costs more than a hello-world before any of our code runs.',
+  '5b': "`list` also opens SQLite (WAL, a migration check) and reads the settings file; most of the rest is the runtime's start-up (see 5a).",
+  '7': 'single rounds vary by ±30% on a shared machine; delivery runs beside serving and no request waits for it (see bench/README.md, row 7).',
+  '7b': 'single rounds vary by ±30% on a shared machine; delivery runs beside serving and no request waits for it (see bench/README.md, row 7).',
+  '6': "the broker's record is JSON: stringify and parse of 1.4 KB, the envelope's copy, and the seal key's derivation come on top of libsodium's own work.",
+};
 const rows: Row[] = [];
 const details: Record<string, unknown> = {};
 
@@ -462,6 +482,7 @@ async function measureCacheHit(s: Suite): Promise<Record<Side, LoadResult[]>> {
     ratio: x(rpsRatio),
     target: '≥ 0.6×',
     pass: rpsRatio >= 0.6 && errorsHit === 0,
+    missBy: `${x(rpsRatio / 0.6)} of the target (${round((0.6 - rpsRatio) * 100)} points short)`,
   });
   const cpuBase = median(cpuPerReq.baseline);
   const cpuSmall = median(cpuPerReq.small);
@@ -471,8 +492,9 @@ async function measureCacheHit(s: Suite): Promise<Record<Side, LoadResult[]>> {
     baseline: ms(p99Base),
     subject: ms(p99Small),
     ratio: x(p99Small / p99Base),
-    target: '≤ 5 ms',
-    pass: p99Small <= 5 && errorsHit === 0,
+    target: '≤ 2× bare',
+    pass: p99Small / p99Base <= 2 && errorsHit === 0,
+    missBy: `${x(p99Small / p99Base / 2)} over (${ms(p99Small - 2 * p99Base)} above 2× bare)`,
   });
   rows.push({
     id: '1c',
@@ -480,8 +502,9 @@ async function measureCacheHit(s: Suite): Promise<Record<Side, LoadResult[]>> {
     baseline: `${round(cpuBase, 1)} µs`,
     subject: `${round(cpuSmall, 1)} µs`,
     ratio: x(cpuSmall / cpuBase),
-    target: '—',
-    pass: null,
+    target: '≤ 2× bare',
+    pass: cpuSmall / cpuBase <= 2,
+    missBy: `${round(cpuSmall - 2 * cpuBase, 1)} µs per request above 2× bare (${x(cpuSmall / cpuBase / 2)})`,
   });
   details.cacheHit = hit;
   details.cpuMicrosPerRequest = cpuPerReq;
@@ -536,28 +559,30 @@ async function measureRefresh(s: Suite): Promise<RefreshRound[]> {
   const upstreamDuring = s1.byGrant.refresh_token - s0.byGrant.refresh_token;
   const expectedUpstream = ROUNDS * REFRESH_ITER * 4;
   const added = median(refreshRounds.map((r) => median(r.small) - median(r.direct)));
+  const oursAdded = median(refreshRounds.map((r) => median(r.small) - median(r.relay)));
   const addedLarge = median(refreshRounds.map((r) => median(r.large) - median(r.direct)));
   const directMed = median(refreshRounds.map((r) => median(r.direct)));
   const smallMed = median(refreshRounds.map((r) => median(r.small)));
   rows.push({
-    id: '2',
-    measurement: '/refresh calling the provider: added latency (median)',
+    id: '2b',
+    measurement: '… the same against a direct call to the provider',
     baseline: `${ms(directMed)} direct`,
     subject: `${ms(smallMed)} (+${ms(added)})`,
     ratio: x(smallMed / directMed),
-    target: 'added ≤ 2 ms',
-    pass: added <= 2 && refreshErrors === 0 && upstreamDuring === expectedUpstream,
+    target: '—',
+    pass: refreshErrors === 0 && upstreamDuring === expectedUpstream ? null : false,
   });
   const relayAdded = median(refreshRounds.map((r) => median(r.relay) - median(r.direct)));
-  const oursAdded = median(refreshRounds.map((r) => median(r.small) - median(r.relay)));
+  const relayMed = median(refreshRounds.map((r) => median(r.relay)));
   rows.push({
-    id: '2b',
-    measurement: '… of which a bare Bun relay adds / the broker adds beyond it',
-    baseline: `+${ms(relayAdded)} relay`,
+    id: '2',
+    measurement: '/refresh calling the provider: latency added beyond a bare Bun relay (median)',
+    baseline: `${ms(relayMed)} relay (+${ms(relayAdded)})`,
     subject: `+${ms(oursAdded)} beyond relay`,
-    ratio: '—',
-    target: '—',
-    pass: null,
+    ratio: x(smallMed / relayMed),
+    target: '≤ +1 ms',
+    pass: oursAdded <= 1 && refreshErrors === 0 && upstreamDuring === expectedUpstream,
+    missBy: `${ms(oursAdded - 1)} over`,
   });
   details.refresh = {
     rounds: refreshRounds.map((r) => ({ direct: median(r.direct), relay: median(r.relay), small: median(r.small), large: median(r.large) })),
@@ -647,7 +672,8 @@ async function measureCli(binary: string, A: Home): Promise<void> {
       const [name, cmd] = runs[(k + i) % 3]!;
       const t = timeProcess([...cmd], envA);
       if (t.code !== 0) cliErrors++;
-      if (name === 'list' && t.stdout.trim().split('\n').length !== SMALL + 1) cliErrors++;
+      // One line per connection (the keyid first), besides the apps line and the table's head.
+      if (name === 'list' && t.stdout.split('\n').filter((l) => l.startsWith('bk1')).length !== SMALL) cliErrors++;
       cli[name].push(t.ms);
     }
   }
@@ -660,8 +686,9 @@ async function measureCli(binary: string, A: Home): Promise<void> {
     baseline: `${ms(helloMed)} hello-world`,
     subject: ms(versionMed),
     ratio: x(versionMed / helloMed),
-    target: '≤ 25 ms',
-    pass: versionMed <= 25 && cliErrors === 0,
+    target: '≤ 1.5× hello',
+    pass: versionMed / helloMed <= 1.5 && cliErrors === 0,
+    missBy: cliErrors ? `${cliErrors} runs failed or printed the wrong rows` : `${ms(versionMed - 1.5 * helloMed)} above 1.5× hello-world`,
   });
   rows.push({
     id: '5b',
@@ -669,8 +696,9 @@ async function measureCli(binary: string, A: Home): Promise<void> {
     baseline: `${ms(helloMed)} hello-world`,
     subject: ms(listMed),
     ratio: x(listMed / helloMed),
-    target: '—',
-    pass: cliErrors === 0 ? null : false,
+    target: '≤ 2× hello',
+    pass: listMed / helloMed <= 2 && cliErrors === 0,
+    missBy: cliErrors ? `${cliErrors} runs failed or printed the wrong rows` : `${ms(listMed - 2 * helloMed)} above 2× hello-world`,
   });
   details.cli = {
     medians: { hello: helloMed, version: versionMed, list: listMed },
@@ -746,6 +774,7 @@ async function measureNotify(binary: string): Promise<void> {
       ratio: x(ratio),
       target: '≥ 0.95×',
       pass: ratio >= 0.95 && errors === 0 && retries > 0,
+      missBy: `${x(ratio)} vs ≥ 0.95× (${errors} errors, ${retries} failed deliveries)`,
     });
     const cpuRatio = median(cpu.dead.map((v, i) => v / cpu.none[i]!));
     rows.push({
@@ -756,6 +785,7 @@ async function measureNotify(binary: string): Promise<void> {
       ratio: x(cpuRatio),
       target: '≤ 1.05×',
       pass: cpuRatio <= 1.05,
+      missBy: `${x(cpuRatio)} vs ≤ 1.05×`,
     });
     details.notify = { rps, cpuMicrosPerRequest: cpu, retries, errors };
   } finally {
@@ -770,35 +800,67 @@ async function measureNotify(binary: string): Promise<void> {
   }
 }
 
-/** #6: seal + open of one realistic record, in process. */
+/**
+ * #6: seal + open of one realistic record, in process, as the broker does it
+ * (derive the seal key with keyed BLAKE2b, JSON, version byte and nonce, secretbox,
+ * then the same backwards), against libsodium's own work on the same bytes: one
+ * keyed BLAKE2b of the same domain message, crypto_secretbox_easy and
+ * crypto_secretbox_open_easy of the record's JSON bytes. Interleaved round by round.
+ */
 function measureSeal(sodium: Suite['sodium']): void {
   const { parsed } = generateAuthId((n) => sodium.randombytes_buf(n));
-  const keys = deriveKeys(sodium, parsed);
   const grant = realisticGrant(Date.now());
-  const recordBytes = JSON.stringify(grant).length;
-  const perSecond: number[] = [];
-  for (let i = 0; i < 2000; i++) openJson(sodium, keys.sealKey, sealJson(sodium, keys.sealKey, grant));
-  for (let r = 0; r < ROUNDS; r++) {
+  const plain = new TextEncoder().encode(JSON.stringify(grant));
+  const recordBytes = plain.length;
+  const domain = new TextEncoder().encode(`broker/v1/seal\0${parsed.keyid}`);
+  const subject = () => {
+    const key = deriveSealKey(sodium, parsed);
+    openJson(sodium, key, sealJson(sodium, key, grant));
+  };
+  const raw = () => {
+    const key = sodium.crypto_generichash(32, domain, parsed.secret);
+    const nonce = crypto.getRandomValues(new Uint8Array(sodium.crypto_secretbox_NONCEBYTES));
+    sodium.crypto_secretbox_open_easy(sodium.crypto_secretbox_easy(plain, nonce, key), nonce, key);
+  };
+  const rate = (fn: () => void): number => {
     let n = 0;
     const t0 = performance.now();
     const until = t0 + (QUICK ? 300 : 700);
     while (n < 500_000 && performance.now() < until) {
-      for (let j = 0; j < 100; j++) openJson(sodium, keys.sealKey, sealJson(sodium, keys.sealKey, grant));
+      for (let j = 0; j < 100; j++) fn();
       n += 100;
     }
-    perSecond.push((n / (performance.now() - t0)) * 1000);
+    return (n / (performance.now() - t0)) * 1000;
+  };
+  for (let i = 0; i < 2000; i++) {
+    subject();
+    raw();
+  }
+  const perSecond: number[] = [];
+  const rawPerSecond: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    if (r % 2) {
+      rawPerSecond.push(rate(raw));
+      perSecond.push(rate(subject));
+    } else {
+      perSecond.push(rate(subject));
+      rawPerSecond.push(rate(raw));
+    }
   }
   const sealMed = median(perSecond);
+  const rawMed = median(rawPerSecond);
+  const ratio = median(perSecond.map((v, i) => v / rawPerSecond[i]!));
   rows.push({
     id: '6',
-    measurement: `seal + open of one ${(recordBytes / 1024).toFixed(1)} KB record`,
-    baseline: '—',
+    measurement: `seal + open of one ${(recordBytes / 1024).toFixed(1)} KB record (with key derivation)`,
+    baseline: `${Math.round(rawMed)}/s raw libsodium`,
     subject: `${Math.round(sealMed)}/s`,
-    ratio: '—',
-    target: '≥ 50,000/s',
-    pass: sealMed >= 50_000,
+    ratio: x(ratio),
+    target: '≥ 0.8× raw',
+    pass: ratio >= 0.8,
+    missBy: `${x(ratio / 0.8)} of the target`,
   });
-  details.seal = { recordBytes, perSecond: perSecond.map(Math.round) };
+  details.seal = { recordBytes, perSecond: perSecond.map(Math.round), rawPerSecond: rawPerSecond.map(Math.round) };
 }
 
 function report(m: ReturnType<typeof machine>): void {
@@ -808,6 +870,9 @@ function report(m: ReturnType<typeof machine>): void {
   process.stdout.write(`\nbroker ${pkg.version} on ${m.cores} cores (${m.cpuModel}), ${m.memoryGiB} GiB, Bun ${m.bun}, Linux ${m.kernel}\n`);
   process.stdout.write(`load average at start ${m.loadavgStart.join(' ')}, at end ${m.loadavgEnd.join(' ')}; medians of ${ROUNDS} interleaved rounds\n\n`);
   process.stdout.write(`${table}\n`);
+  const missed = rows.filter((r) => r.pass === false);
+  if (missed.length) process.stdout.write('\nmissed targets:\n');
+  for (const r of missed) process.stdout.write(`- ${r.id}: ${r.missBy ?? 'see the row'}; why: ${WHY[r.id] ?? 'see bench/README.md'}\n`);
   const resultsDir = join(BENCH, 'results');
   mkdirSync(resultsDir, { recursive: true });
   const out = { date: new Date().toISOString(), machine: m, rounds: ROUNDS, quick: QUICK, durationS: round((performance.now() - T0) / 1000, 1), rows, details };

@@ -93,8 +93,8 @@ export function release(log: (line: string) => void = () => {}): string[] {
     mkdirSync(dir, { recursive: true });
     const bin = join(dir, 'broker');
     compile({ outfile: bin, target: t.bun, commit });
-    // The source map stays out of the archive: it is for profiling builds, not for users.
-    rmSync(`${bin}.map`, { force: true });
+    // The source maps (the binary's, and one per chunk of the split bundle) stay out of the archive: they are for profiling builds, not for users.
+    for (const f of readdirSync(dir)) if (f.endsWith('.map')) rmSync(join(dir, f), { force: true });
     for (const f of DOCS) copyFileSync(join(ROOT, f), join(dir, f));
     for (const f of readdirSync(dir)) chmodSync(join(dir, f), f === 'broker' || f === 'install.sh' ? 0o755 : 0o644);
     const names = ['broker', ...DOCS];

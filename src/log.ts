@@ -12,6 +12,10 @@ export type RequestLogger = Logger & {
   setFormat(format: LogFormat): void;
 };
 
+/** Values that headerSafe and the whitespace replacement leave as they are (up to 300 characters). */
+const PLAIN = /^[A-Za-z0-9_.-]{1,300}$/;
+const PLAIN_ROUTE = /^[A-Za-z0-9_./-]{1,300}$/;
+
 /**
  * One line per event on stderr, as text (`time level event k=v …`) or JSON.
  * Callers only pass public facts (routes, statuses, keyid prefixes, error
@@ -20,8 +24,19 @@ export type RequestLogger = Logger & {
  */
 export function makeLogger(initial: LogFormat, write: (line: string) => void, now: () => number = Date.now): RequestLogger {
   let format = initial;
+  // Under load many lines share a millisecond: its ISO text is made once.
+  let lastMs = Number.NaN;
+  let lastIso = '';
+  const isoNow = (): string => {
+    const t = now();
+    if (t !== lastMs) {
+      lastMs = t;
+      lastIso = new Date(t).toISOString();
+    }
+    return lastIso;
+  };
   const line = (level: string, event: string, f: Fields = {}) => {
-    const time = new Date(now()).toISOString();
+    const time = isoNow();
     const fields = Object.entries(f).filter(([, v]) => v !== undefined);
     if (format === 'json') {
       write(JSON.stringify({ time, level, event, ...Object.fromEntries(fields) }));
@@ -37,7 +52,15 @@ export function makeLogger(initial: LogFormat, write: (line: string) => void, no
     setFormat: (f) => {
       format = f;
     },
-    request: (r) =>
-      line(r.status >= 500 ? 'warn' : 'info', 'request', { method: r.method, route: r.route, status: r.status, ms: r.ms, keyid: r.keyid, error: r.error }),
+    request: (r) => {
+      // The usual line (text, a plain method, no error) is built directly: the same text as line() makes of it.
+      if (format === 'text' && r.error === undefined && PLAIN.test(r.method) && PLAIN_ROUTE.test(r.route) && (r.keyid === undefined || PLAIN.test(r.keyid))) {
+        write(
+          `${isoNow()} ${r.status >= 500 ? 'warn' : 'info'} request method=${r.method} route=${r.route} status=${r.status} ms=${r.ms}${r.keyid === undefined ? '' : ` keyid=${r.keyid}`}`,
+        );
+        return;
+      }
+      line(r.status >= 500 ? 'warn' : 'info', 'request', { method: r.method, route: r.route, status: r.status, ms: r.ms, keyid: r.keyid, error: r.error });
+    },
   };
 }

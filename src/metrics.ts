@@ -49,12 +49,27 @@ export class Metrics {
     });
   }
 
+  /** Label children bound once per label set (routes, statuses and outcomes are few): prom-client's label lookup per call is slow. */
+  private readonly requestChildren = new Map<string, { inc(): void }>();
+  private readonly refreshChildren = new Map<string, { inc(): void }>();
+
   request(route: string, status: number): void {
-    this.requests.inc({ route, status: String(status) });
+    const key = `${route} ${status}`;
+    let child = this.requestChildren.get(key);
+    if (!child) {
+      child = this.requests.labels({ route, status: String(status) });
+      this.requestChildren.set(key, child);
+    }
+    child.inc();
   }
 
   refresh(outcome: string): void {
-    this.refreshes.inc({ outcome });
+    let child = this.refreshChildren.get(outcome);
+    if (!child) {
+      child = this.refreshes.labels({ outcome });
+      this.refreshChildren.set(outcome, child);
+    }
+    child.inc();
   }
 
   upstreamCall(outcome: string, seconds: number): void {

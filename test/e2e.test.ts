@@ -130,6 +130,27 @@ describe('broker serve, list, revoke', () => {
     expect((await run(['revoke', fakeKeyid()], { BROKER_HOME: home })).code).toBe(4);
   });
 
+  it('`broker revoke` in another process: a connection served from the cache just before is refused on the very next request, others go on', async () => {
+    const a = await connectOverHttp(served.url, PASSCODE, entra.login, { username: 'e2e-revoke-hot' });
+    const b = await connectOverHttp(served.url, PASSCODE, entra.login, { username: 'e2e-revoke-bystander' });
+    // Warm: many cache hits, some concurrent, so that everything the server remembers about both is in memory.
+    for (let i = 0; i < 3; i++) {
+      const all = await Promise.all(Array.from({ length: 20 }, (_, k) => refresh(served.url, k % 2 ? a.authid : b.authid)));
+      expect(all.map((r) => r.status)).toEqual(Array(20).fill(200));
+    }
+    entra.resetStats();
+    const r = await run(['revoke', a.authid], { BROKER_HOME: home });
+    expect(r.code, r.stderr).toBe(0);
+    // The very next request, with nothing in between: refused as revoked, and no call to the provider.
+    const next = await refresh(served.url, a.authid);
+    expect(next.status).toBe(410);
+    expect(((await next.json()) as { error: string }).error).toBe('revoked');
+    expect(entra.stats().tokenRequests).toBe(0);
+    // And every request after it; the other connection is untouched.
+    const after = await Promise.all(Array.from({ length: 10 }, (_, k) => refresh(served.url, k % 2 ? a.authid : b.authid)));
+    expect(after.map((x) => x.status)).toEqual(Array.from({ length: 10 }, (_, k) => (k % 2 ? 410 : 200)));
+  });
+
   it('`broker revoke <keyid>:<wrong secret>` is refused: exit 4, nothing revoked, the connection still works', async () => {
     const c = await connectOverHttp(served.url, PASSCODE, entra.login, { username: 'e2e-revoke-wrong' });
     expect((await refresh(served.url, c.authid)).status).toBe(200);

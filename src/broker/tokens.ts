@@ -74,8 +74,9 @@ export class TokenService {
    */
   private readonly unsaved = new Map<string, Unsaved>();
   /**
-   * Rows as last read, while the store pushes every change (PostgreSQL's
-   * LISTEN/NOTIFY): a cache hit then needs no round trip. Emptied whenever the
+   * Rows as last read, while the store reports every change (PostgreSQL's
+   * LISTEN/NOTIFY pushes them; SQLite's data_version is asked before each use): a
+   * cache hit then needs no row read. Emptied whenever the
    * feed goes down or comes back (it may have missed changes), and not used while
    * it is down: every request reads the row then.
    */
@@ -113,6 +114,11 @@ export class TokenService {
         if (live) this.ctx.log.info('store.changes_up');
         else this.ctx.log.warn('store.changes_down', { hint: 'reading the row on every request until the listening connection is back' });
       },
+      () => {
+        // Something changed and the feed cannot say what (SQLite): read every row again.
+        this.epoch++;
+        this.heads.clear();
+      },
     );
   }
 
@@ -120,6 +126,8 @@ export class TokenService {
   private async head(keyid: string): Promise<ConnectionHead | null> {
     const feed = this.ctx.store.changes;
     if (!feed?.live) return this.ctx.store.getHead(keyid);
+    // An asked feed (SQLite's data_version) reports commits made since the last request now, before anything remembered is used.
+    feed.sync?.();
     const known = this.heads.get(keyid);
     if (known) return known;
     const epoch = this.epoch;

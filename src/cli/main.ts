@@ -1,13 +1,13 @@
 import { Command, CommanderError } from 'commander';
 import { brokerHome } from '../config/home.ts';
-import { asBrokerError } from '../errors.ts';
 import { VERSION } from '../version.ts';
-import { EXIT, EXIT_CODE } from './exit-codes.ts';
+import { EXIT } from './exit-codes.ts';
+import { failed } from './failed.ts';
+import { sayError } from './voice.ts';
 import { addOptions } from './flags.ts';
 // Each command's module is imported when it runs, so `--help` and `list` do not
 // pay for libsodium, the HTTP server, metrics and the wizard.
 import { processIo, type Io } from './io.ts';
-import { sayError } from './voice.ts';
 import { registerServiceCommand } from './service.ts';
 
 /** Runs the CLI and returns the exit code; bin/broker.ts only sets it. */
@@ -31,13 +31,16 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .command('init')
     .description('set up the broker: your Entra app, public URL, listen address, connect passcode')
     .option('--non-interactive', 'never prompt; take answers from flags and BROKER_* variables');
-  // Its options, and serve's, come from the one table in config/options.ts.
-  addOptions(init, 'init').action(async (flags) => (await import('./init.ts')).initCommand(flags, io));
+  // Its options, and serve's, come from the one table in config/options.ts. Dozens of
+  // options cost commander milliseconds to register: only when the command is named
+  // (to run it, or in `help init`); `broker --help` lists commands, not their options.
+  const named = (name: string) => argv.includes(name);
+  (named('init') ? addOptions(init, 'init') : init).action(async (flags) => (await import('./init.ts')).initCommand(flags, io));
 
   const serve = program
     .command('serve')
     .description('run the HTTP server in the foreground (stops cleanly on SIGTERM/SIGINT; SIGHUP re-reads the settings and TLS files)');
-  addOptions(serve, 'serve').action(async (flags) => (await import('./serve.ts')).serveCommand(flags, io));
+  (named('serve') ? addOptions(serve, 'serve') : serve).action(async (flags) => (await import('./serve.ts')).serveCommand(flags, io));
 
   let exitCode: number = EXIT.ok;
   program
@@ -109,14 +112,6 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
       return EXIT.usage;
     }
-    const e = asBrokerError(err);
-    if ((err as Error)?.name === 'ExitPromptError') {
-      sayError(io, 'cancelled; nothing was changed');
-      return 130;
-    }
-    // serve --log-format json has already written it as a JSON line.
-    if (!e.options.logged) sayError(io, e.message, e.hint);
-    if (e.code === 'internal' && io.env.BROKER_DEBUG) io.err(String((e.cause as Error)?.stack ?? e.cause));
-    return EXIT_CODE[e.code];
+    return failed(err, io);
   }
 }

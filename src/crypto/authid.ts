@@ -53,7 +53,8 @@ export function parseAuthId(input: string): AuthId {
   if (input.length > AUTHID_MAX_INPUT) {
     throw malformed(`it is ${input.length} characters long; an authid has ${AUTHID_LENGTH}`);
   }
-  const text = input.trim().replace(/%3a/gi, ':').toLowerCase();
+  const trimmed = input.trim();
+  const text = (trimmed.includes('%') ? trimmed.replace(/%3a/gi, ':') : trimmed).toLowerCase();
   if (text.startsWith('v2:')) {
     throw new BrokerError('authid_malformed', 'This is a v2 AuthID from another OAuth service; this broker does not accept refresh tokens.', {
       hint: "Create a new AuthID on this broker's start page.",

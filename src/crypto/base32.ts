@@ -25,18 +25,24 @@ export function base32Encode(bytes: Uint8Array): string {
 export function base32Decode(text: string): Uint8Array | null {
   if (text.length % 8 !== 0) return null;
   const out = new Uint8Array((text.length / 8) * 5);
-  for (let g = 0; g < text.length / 8; g++) {
-    let v = 0;
-    for (let j = 0; j < 8; j++) {
-      const c = text.charCodeAt(g * 8 + j);
-      const d = c < 128 ? LOOKUP[c]! : -1;
-      if (d < 0) return null;
-      v = v * 32 + d;
+  for (let g = 0, o = 0; g < text.length; g += 8, o += 5) {
+    // Each group of 8 characters is 40 bits: two 20-bit halves keep the arithmetic in 32-bit integers.
+    let hi = 0;
+    let lo = 0;
+    for (let j = 0; j < 4; j++) {
+      const a = text.charCodeAt(g + j);
+      const b = text.charCodeAt(g + 4 + j);
+      const da = a < 128 ? LOOKUP[a]! : -1;
+      const db = b < 128 ? LOOKUP[b]! : -1;
+      if ((da | db) < 0) return null;
+      hi = (hi << 5) | da;
+      lo = (lo << 5) | db;
     }
-    for (let j = 4; j >= 0; j--) {
-      out[g * 5 + j] = v % 256;
-      v = Math.floor(v / 256);
-    }
+    out[o] = hi >>> 12;
+    out[o + 1] = (hi >>> 4) & 255;
+    out[o + 2] = ((hi & 15) << 4) | (lo >>> 16);
+    out[o + 3] = (lo >>> 8) & 255;
+    out[o + 4] = lo & 255;
   }
   return out;
 }

@@ -18,6 +18,7 @@ export const ENVELOPE_VERSION = 1;
 const SEAL_DOMAIN = 'broker/v1/seal';
 const CHECK_DOMAIN = 'broker/v1/check';
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 export interface DerivedKeys {
   readonly sealKey: Uint8Array;
@@ -28,14 +29,25 @@ function domainMessage(domain: string, keyid: string): Uint8Array {
   return encoder.encode(`${domain}\0${keyid}`);
 }
 
+/** Keyed BLAKE2b-256 (crypto_generichash) of the domain message under the secret. */
+function keyedHash(sodium: Sodium, domain: string, id: AuthId): Uint8Array {
+  const message = domainMessage(domain, id.keyid);
+  return sodium.crypto_generichash(32, message, id.secret);
+}
+
+/** The seal key alone (what opening or sealing needs; authentication needs only the check tag). */
+export function deriveSealKey(sodium: Sodium, id: AuthId): Uint8Array {
+  return keyedHash(sodium, SEAL_DOMAIN, id);
+}
+
 export function deriveKeys(sodium: Sodium, id: AuthId): DerivedKeys {
   let sealKey: Uint8Array | undefined;
   return {
     // A cache hit only needs the check tag; the seal key is derived when a box is opened or sealed.
     get sealKey() {
-      return (sealKey ??= sodium.crypto_generichash(32, domainMessage(SEAL_DOMAIN, id.keyid), id.secret));
+      return (sealKey ??= deriveSealKey(sodium, id));
     },
-    checkTag: sodium.crypto_generichash(32, domainMessage(CHECK_DOMAIN, id.keyid), id.secret),
+    checkTag: keyedHash(sodium, CHECK_DOMAIN, id),
   };
 }
 
@@ -72,5 +84,5 @@ export function sealJson(sodium: Sodium, key: Uint8Array, value: unknown, nonce?
 }
 
 export function openJson<T>(sodium: Sodium, key: Uint8Array, envelope: Uint8Array): T {
-  return JSON.parse(new TextDecoder().decode(open(sodium, key, envelope))) as T;
+  return JSON.parse(decoder.decode(open(sodium, key, envelope))) as T;
 }

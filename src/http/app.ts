@@ -64,19 +64,21 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
 
   return async function handle(req: Request, client: ClientInfo = { address: 'unknown' }): Promise<Response> {
     const t0 = performance.now();
-    let url: URL;
-    try {
-      url = new URL(req.url);
-    } catch {
-      url = new URL('http://invalid/');
-    }
-    const found = Object.hasOwn(ROUTES, url.pathname) ? ROUTES[url.pathname] : undefined;
-    const route = found ? url.pathname : 'other';
+    // The URL object is made only when a handler reads it (a query, a redirect): /refresh with a header never does.
+    let url: URL | undefined;
+    const parsed = (): URL => (url ??= parseUrl(req.url));
+    const raw = rawPath(req.url);
+    // A path that is exactly a route's name is that route (URL parsing would not change it); anything else is parsed.
+    const path = raw !== null && Object.hasOwn(ROUTES, raw) ? raw : parsed().pathname;
+    const found = Object.hasOwn(ROUTES, path) ? ROUTES[path] : undefined;
+    const route = found ? path : 'other';
     // The CSP nonce is for pages; JSON answers (/refresh) never need one.
     let nonce: string | undefined;
     const x: Exchange = {
       req,
-      url,
+      get url() {
+        return parsed();
+      },
       client,
       get nonce() {
         return (nonce ??= randomBytes(16).toString('base64'));
@@ -107,6 +109,40 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
     });
     return res;
   };
+}
+
+function parseUrl(text: string): URL {
+  try {
+    return new URL(text);
+  } catch {
+    return new URL('http://invalid/');
+  }
+}
+
+/**
+ * The path of an absolute request URL as the client sent it (`http://host:port/path?query`),
+ * without parsing it: null when it does not look like one. Only used to recognise a
+ * route's exact name; anything else goes through `new URL`.
+ */
+export function rawPath(text: string): string | null {
+  const scheme = text.indexOf('://');
+  if (scheme < 0) return null;
+  const slash = text.indexOf('/', scheme + 3);
+  if (slash < 0) return null;
+  // Where a URL parser would end the host earlier, this is not the path.
+  for (let i = scheme + 3; i < slash; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 63 /* ? */ || c === 35 /* # */ || c === 92 /* \ */) return null;
+  }
+  let end = text.length;
+  for (let i = slash; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 63 /* ? */ || c === 35 /* # */) {
+      end = i;
+      break;
+    }
+  }
+  return text.slice(slash, end);
 }
 
 function errorPage(x: Exchange, { broker }: Deps, e: BrokerError): Response {

@@ -3,13 +3,16 @@ import { BrokerError } from '../errors.ts';
 /** Forms here carry a passcode or an authid; nothing legitimate comes near this. */
 export const MAX_FORM_BYTES = 16 * 1024;
 
+/** The form of a request without one (GET): shared, read only, so that a GET allocates nothing for it. */
+export const NO_FORM: URLSearchParams = new URLSearchParams();
+
 /**
  * Reads a urlencoded form with a hard size limit, counting bytes as they arrive
  * so that a body without Content-Length cannot exhaust memory. Other content
  * types yield an empty form rather than an error: /refresh also takes headers.
  */
 export async function readForm(req: Request): Promise<URLSearchParams> {
-  if (req.method !== 'POST') return new URLSearchParams();
+  if (req.method !== 'POST') return NO_FORM;
   const declared = Number(req.headers.get('content-length') ?? '0');
   if (declared > MAX_FORM_BYTES) throw tooLarge();
   const type = (req.headers.get('content-type') ?? '').toLowerCase();
@@ -57,10 +60,11 @@ export function field(params: URLSearchParams, name: string, max = 1024): string
  * The authid of a request, in the documented order: the X-AuthID header, else the
  * `authid` query or form field, else an `Authorization: Bearer` header.
  */
-export function authIdFrom(req: Request, url: URL, form: URLSearchParams): string | null {
+export function authIdFrom(req: Request, url: () => URL, form: URLSearchParams): string | null {
   const header = req.headers.get('x-authid');
   if (header) return header;
-  const q = url.searchParams.get('authid') || form.get('authid');
+  // The URL is parsed only here, when there is no header (the usual request has one).
+  const q = url().searchParams.get('authid') || form.get('authid');
   if (q) return q;
   const auth = req.headers.get('authorization');
   if (auth && /^bearer\s+/i.test(auth)) return auth.replace(/^bearer\s+/i, '');

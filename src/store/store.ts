@@ -5,7 +5,7 @@ import { BrokerError } from '../errors.ts';
 import { MIGRATIONS } from './migrations.ts';
 
 import { MemoryEphemera } from './memory.ts';
-import type { ConnectionInfo, ConnectionRecord, ConnectionHead, ConnectionState, NewConnection, Store, Window } from './types.ts';
+import type { ChangeFeed, ConnectionInfo, ConnectionRecord, ConnectionHead, ConnectionState, NewConnection, Store, Window } from './types.ts';
 
 export type * from './types.ts';
 
@@ -45,8 +45,52 @@ function toInfo(r: Omit<Row, 'check_tag' | 'sealed'>): ConnectionInfo {
  * committed refresh-token rotation must survive a power cut, and rotations are
  * rare enough (one per connection per hour) for the fsync not to matter.
  */
+/**
+ * SQLite's change feed, by asking: `PRAGMA data_version` changes when another
+ * connection (`broker revoke`, `broker list`'s migration, another process) has
+ * committed to the file, and costs one statement without reading a row, about half
+ * of reading the row. It does not change for this connection's own writes, so the
+ * store reports those itself (`wrote`). Either way every remembered row is
+ * forgotten: SQLite does not say which rows changed, and writes are rare (a
+ * rotation per connection per hour, a last-use stamp per minute).
+ */
+class SqliteFeed implements ChangeFeed {
+  readonly live = true;
+  private last: number;
+  private readonly resets: (() => void)[] = [];
+
+  constructor(private readonly dataVersion: () => number) {
+    this.last = dataVersion();
+  }
+
+  subscribe(_changed: (keyid: string, version: number) => void, status: (live: boolean) => void, reset?: () => void): void {
+    this.resets.push(reset ?? (() => status(true)));
+  }
+
+  sync(): void {
+    let now: number;
+    try {
+      now = this.dataVersion();
+    } catch {
+      // The file cannot be read now: forget everything; the row read that follows reports the error.
+      this.wrote();
+      return;
+    }
+    if (now !== this.last) {
+      this.last = now;
+      this.wrote();
+    }
+  }
+
+  /** This connection wrote (or cannot tell): nothing remembered may be trusted. */
+  wrote(): void {
+    for (const r of this.resets) r();
+  }
+}
+
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
+  readonly changes: SqliteFeed;
   private readonly ephemera = new MemoryEphemera();
   private readonly db: Database;
   private readonly stmts: {
@@ -71,6 +115,8 @@ export class SqliteStore implements Store {
     readonly where: string,
   ) {
     this.db = db;
+    const dataVersion = db.query<{ data_version: number }, []>('PRAGMA data_version');
+    this.changes = new SqliteFeed(() => dataVersion.get()!.data_version);
     this.stmts = {
       get: db.query(`SELECT ${INFO_COLUMNS}, check_tag, sealed FROM connections WHERE keyid = ?`),
       getHead: db.query(`SELECT ${INFO_COLUMNS}, check_tag FROM connections WHERE keyid = ?`),
@@ -323,6 +369,9 @@ export class SqliteStore implements Store {
         cause: e,
         hint: 'Check free space and permissions in BROKER_HOME.',
       });
+    } finally {
+      // data_version does not move for this connection's own writes: say so here, whatever the outcome.
+      this.changes.wrote();
     }
   }
 }

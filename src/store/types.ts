@@ -53,8 +53,19 @@ export interface Window {
  */
 export interface ChangeFeed {
   readonly live: boolean;
-  /** `changed` gets the keyid and its new version; `status` each time the feed goes up or down. */
-  subscribe(changed: (keyid: string, version: number) => void, status: (live: boolean) => void): void;
+  /**
+   * `changed` gets the keyid and its new version; `status` each time the feed goes
+   * up or down; `reset` that something changed, the feed cannot say which row
+   * (forget every remembered row). A feed that needs `reset` and is not given one
+   * reports through `status(true)` instead.
+   */
+  subscribe(changed: (keyid: string, version: number) => void, status: (live: boolean) => void, reset?: () => void): void;
+  /**
+   * A feed that is asked rather than told (SQLite): looks for commits since the
+   * last call and reports them before it returns. A reader calls it before it
+   * trusts anything it remembers.
+   */
+  sync?(): void;
 }
 
 export interface Store {
@@ -62,7 +73,7 @@ export interface Store {
   readonly kind: 'sqlite' | 'postgres';
   /** Where it is, without any password: for messages. */
   readonly where: string;
-  /** Absent when only this process writes the rows it serves (SQLite): then read the row on every request. */
+  /** Changes to connections by anyone; absent = read the row on every request. */
   readonly changes?: ChangeFeed;
 
   get(keyid: string): Promise<ConnectionRecord | null>;

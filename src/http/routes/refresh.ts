@@ -2,11 +2,25 @@ import type { AccessToken } from '../../broker/tokens.ts';
 import { asBrokerError } from '../../errors.ts';
 import type { Deps, Exchange } from '../exchange.ts';
 import { startUrl } from '../pages.ts';
-import { authIdFrom, missingAuthId, readForm, wantsPlainText } from '../request.ts';
-import { answer, json, redirect, TYPE } from '../respond.ts';
+import { authIdFrom, missingAuthId, NO_FORM, readForm, wantsPlainText } from '../request.ts';
+import { answer, NO_STORE, redirect, TYPE } from '../respond.ts';
 
 /** Varies by Accept (JSON or the bare token); `pragma` for HTTP/1.0 caches on the way. */
 const TOKEN_HEADERS = { pragma: 'no-cache', vary: 'Accept' };
+/** The whole header set of a JSON token answer, built once (a cache hit is the hot path). */
+const TOKEN_JSON_HEADERS: Readonly<Record<string, string>> = { ...NO_STORE, ...TOKEN_HEADERS, 'content-type': TYPE.json };
+
+/** expires_at of recent tokens: many requests share one token, so its ISO text is made once (bounded). */
+const isoOf = new Map<number, string>();
+function iso(ms: number): string {
+  let s = isoOf.get(ms);
+  if (s === undefined) {
+    if (isoOf.size >= 4096) isoOf.clear();
+    s = new Date(ms).toISOString();
+    isoOf.set(ms, s);
+  }
+  return s;
+}
 
 /**
  * GET/POST /refresh: an access token for an authid, as JSON
@@ -14,8 +28,8 @@ const TOKEN_HEADERS = { pragma: 'no-cache', vary: 'Accept' };
  * with `Accept: text/plain`, the bare token.
  */
 export async function refresh(x: Exchange, { broker, now, onRefresh }: Deps): Promise<Response> {
-  const form = await readForm(x.req);
-  const authid = authIdFrom(x.req, x.url, form);
+  const form = x.req.method === 'POST' ? await readForm(x.req) : NO_FORM;
+  const authid = authIdFrom(x.req, () => x.url, form);
   if (!authid) {
     // Duplicati's new UI opens `<oauth-url>?type=…`; with --oauth-url=…/refresh that is this route.
     const type = x.url.searchParams.get('type');
@@ -32,14 +46,10 @@ export async function refresh(x: Exchange, { broker, now, onRefresh }: Deps): Pr
   onRefresh?.(SOURCE_OUTCOME[token.source]);
   x.keyid = token.keyid;
   if (wantsPlainText(x.req)) return answer(token.accessToken, 200, TYPE.text, TOKEN_HEADERS);
-  const body = {
-    access_token: token.accessToken,
-    expires: Math.max(0, Math.floor((token.expiresAt - now()) / 1000)),
-    type: token.service,
-    token_type: 'Bearer',
-    expires_at: new Date(token.expiresAt).toISOString(),
-  };
-  return json(body, 200, TOKEN_HEADERS);
+  // The same JSON as JSON.stringify of {access_token, expires, type, token_type, expires_at}, from a template.
+  const expires = Math.max(0, Math.floor((token.expiresAt - now()) / 1000));
+  const body = `{"access_token":${JSON.stringify(token.accessToken)},"expires":${expires},"type":${JSON.stringify(token.service)},"token_type":"Bearer","expires_at":"${iso(token.expiresAt)}"}`;
+  return new Response(body, { status: 200, headers: TOKEN_JSON_HEADERS });
 }
 
 /** Token-request outcomes as metrics name them. */

@@ -1,11 +1,11 @@
 import { appSecretWarnings, connectionWarnings, idleExpiresAt } from '../../broker/lifecycle.ts';
 import type { Deps, Exchange } from '../exchange.ts';
-import { authIdFrom, missingAuthId } from '../request.ts';
+import { authIdFrom, missingAuthId, NO_FORM } from '../request.ts';
 import { json } from '../respond.ts';
 
 /** GET /status: what the holder of an authid may know about its connection, including the sealed account name. */
 export async function status(x: Exchange, { broker, now }: Deps): Promise<Response> {
-  const authid = authIdFrom(x.req, x.url, new URLSearchParams());
+  const authid = authIdFrom(x.req, () => x.url, NO_FORM);
   if (!authid) throw missingAuthId('Send it in the X-AuthID header.');
   const { id, keys, record } = await broker.tokens.authenticate(authid, x.client.address);
   x.keyid = id.keyid;
