@@ -41,6 +41,8 @@ const LOCK_IDLE_MS = 120_000;
 export const HEARTBEAT_MS = 10_000;
 /** The prefix of a heartbeat's payload (a change's payload is `<keyid> <version>`, one space, and keyids start with `bk1`). */
 const PING = 'ping ';
+/** A revoke's bounded wait for its notification to reach the other instances (see `revoke`). */
+const REVOKE_SETTLE = { echoMs: 2_000, afterEchoMs: 150, withoutFeedMs: 500 } as const;
 
 interface Row {
   keyid: string;
@@ -172,6 +174,23 @@ class Feed implements ChangeFeed {
     const keyid = payload.slice(0, i);
     const version = Number(payload.slice(i + 1));
     for (const l of this.listeners) l.changed(keyid, version);
+    for (const w of this.waiters) if (w.keyid === keyid) w.done();
+  }
+
+  private readonly waiters = new Set<{ keyid: string; done: () => void }>();
+
+  /** Resolves when a change of `keyid` comes back through the feed, or after `ms`. */
+  seen(keyid: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const w = { keyid, done: () => finish() };
+      const timer = setTimeout(() => finish(), ms);
+      const finish = () => {
+        clearTimeout(timer);
+        this.waiters.delete(w);
+        resolve();
+      };
+      this.waiters.add(w);
+    });
   }
 }
 
@@ -467,11 +486,20 @@ export class PostgresStore implements Store {
   }
 
   async revoke(keyid: string, now: number): Promise<boolean> {
+    // Waiting for our own copy of the change (when this process listens) starts before the write, so it cannot be missed.
+    const seen = this.changes.live ? this.changes.seen(keyid, REVOKE_SETTLE.echoMs) : null;
     const r = await this.q(
       () => this.sql`UPDATE connections SET state = 'revoked', sealed = NULL, version = version + 1, state_changed_at = ${now}, state_reason = 'revoked'
         WHERE keyid = ${keyid} AND state != 'revoked'`,
     );
-    return r.count === 1;
+    if (r.count !== 1) return false;
+    // The other instances learn of the revoke by the notification the commit sent them. The revoke is
+    // answered only once that notification has come back to us (it went to every listener at the same
+    // moment) and a little after, for their event loops to take it in: so the revoker's next request,
+    // wherever it lands, is refused. Without a feed of our own (the CLI) a fixed pause stands in for the echo.
+    if (seen) await seen;
+    await new Promise((ok) => setTimeout(ok, seen ? REVOKE_SETTLE.afterEchoMs : REVOKE_SETTLE.withoutFeedMs));
+    return true;
   }
 
   async touch(keyid: string, now: number): Promise<void> {
