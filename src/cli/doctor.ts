@@ -107,37 +107,17 @@ export async function doctorCommand(io: Io, deps: { fetch: typeof fetch; timeout
     await check('authority', async () => {
       // A deliberately invalid code: Microsoft checks the client before the code,
       // so invalid_grant means the id and secret were accepted, invalid_client not.
-      try {
-        reached = await deps.fetch(tokenUrl, {
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({
-            client_id: s.clientId,
-            client_secret: s.clientSecret!,
-            grant_type: 'authorization_code',
-            code: 'broker-doctor-invalid-code',
-            redirect_uri: `${s.publicUrl}/logged-in`,
-            code_verifier: createPkce().verifier,
-          }),
-          // Never follow: the body carries the app secret, and a redirect would hand it to
-          // whatever host it names. 'manual' rather than 'error' (as the token client does)
-          // only so that the check can say what happened.
-          redirect: 'manual',
-          signal: AbortSignal.timeout(deps.timeoutMs ?? 10_000),
-        });
-      } catch {
-        return { ok: false, text: `${tokenUrl} cannot be reached`, fix: 'Check the network, DNS and proxy settings, and --authority.', exit: EXIT.upstream };
-      }
-      if (reached.status >= 300 && reached.status < 400) {
-        const status = reached.status;
-        reached = undefined;
-        return {
-          ok: false,
-          text: `${tokenUrl} answered with a redirect (HTTP ${status}); the broker never follows one, since the app secret would go along`,
-          fix: 'Set --authority to the identity platform itself (https://login.microsoftonline.com), not an address that forwards.',
-          exit: EXIT.config,
-        };
-      }
+      const probed = await probe(
+        tokenUrl,
+        { client_id: s.clientId, client_secret: s.clientSecret!, redirect_uri: `${s.publicUrl}/logged-in`, code_verifier: createPkce().verifier },
+        deps,
+        {
+          unreachable: 'Check the network, DNS and proxy settings, and --authority.',
+          redirect: 'Set --authority to the identity platform itself (https://login.microsoftonline.com), not an address that forwards.',
+        },
+      );
+      if (!(probed instanceof Response)) return probed;
+      reached = probed;
       return { ok: true, text: `${new URL(tokenUrl).origin} answers` };
     });
     if (reached) {
@@ -184,33 +164,11 @@ async function checkOtherApp(id: OtherProviderId, s: Settings, deps: { fetch: ty
   const provider = PROVIDERS[id];
   const app = s.providers![id]!;
   const tokenUrl = endpointsOf(provider, app).tokenUrl;
-  let res: Response;
-  try {
-    res = await deps.fetch(tokenUrl, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        client_id: app.clientId,
-        client_secret: app.clientSecret,
-        grant_type: 'authorization_code',
-        code: 'broker-doctor-invalid-code',
-        redirect_uri: `${s.publicUrl}/logged-in`,
-      }),
-      // Never follow: the body carries the app secret.
-      redirect: 'manual',
-      signal: AbortSignal.timeout(deps.timeoutMs ?? 10_000),
-    });
-  } catch {
-    return { ok: false, text: `${tokenUrl} cannot be reached`, fix: 'Check the network, DNS and proxy settings, and --token-url.', exit: EXIT.upstream };
-  }
-  if (res.status >= 300 && res.status < 400) {
-    return {
-      ok: false,
-      text: `${tokenUrl} answered with a redirect (HTTP ${res.status})`,
-      fix: `Set --token-url to ${provider.name}'s token endpoint itself.`,
-      exit: EXIT.config,
-    };
-  }
+  const res = await probe(tokenUrl, { client_id: app.clientId, client_secret: app.clientSecret, redirect_uri: `${s.publicUrl}/logged-in` }, deps, {
+    unreachable: 'Check the network, DNS and proxy settings, and --token-url.',
+    redirect: `Set --token-url to ${provider.name}'s token endpoint itself.`,
+  });
+  if (!(res instanceof Response)) return res;
   const p = parseProviderError(res.status, await res.json().catch(() => undefined));
   const { code, why } = provider.judge(p);
   const token = p.error || (p.result !== undefined ? `result ${p.result}` : `HTTP ${p.status}`);
@@ -224,4 +182,40 @@ async function checkOtherApp(id: OtherProviderId, s: Settings, deps: { fetch: ty
   }
   if (code === 'upstream_error') return { ok: false, text: `unexpected answer [${token}]`, fix: 'Try again later; check --token-url.', exit: EXIT.upstream };
   return { ok: true, text: `client id and secret accepted by ${provider.name}` };
+}
+
+/**
+ * An authorization-code grant with a deliberately invalid code: the provider checks the
+ * client before the code, so its answer says whether the id and secret were accepted.
+ * Never follows a redirect: the body carries the app secret, and a redirect would hand it
+ * to whatever host it names ('manual' rather than 'error', as the token client has, only
+ * so that the check can say what happened). The answer, or the failed check.
+ */
+async function probe(
+  tokenUrl: string,
+  client: Record<string, string>,
+  deps: { fetch: typeof fetch; timeoutMs?: number },
+  fix: { unreachable: string; redirect: string },
+): Promise<Response | Outcome> {
+  let res: Response;
+  try {
+    res = await deps.fetch(tokenUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ ...client, grant_type: 'authorization_code', code: 'broker-doctor-invalid-code' }),
+      redirect: 'manual',
+      signal: AbortSignal.timeout(deps.timeoutMs ?? 10_000),
+    });
+  } catch {
+    return { ok: false, text: `${tokenUrl} cannot be reached`, fix: fix.unreachable, exit: EXIT.upstream };
+  }
+  if (res.status >= 300 && res.status < 400) {
+    return {
+      ok: false,
+      text: `${tokenUrl} answered with a redirect (HTTP ${res.status}); the broker never follows one, since the app secret would go along`,
+      fix: fix.redirect,
+      exit: EXIT.config,
+    };
+  }
+  return res;
 }
