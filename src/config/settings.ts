@@ -3,23 +3,15 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BrokerError } from '../errors.ts';
 import { ensureHome, SETTINGS_FILE } from './home.ts';
-import { PROVIDER_IDS, type ProviderId } from '../oauth/providers.ts';
+import { PROVIDER_IDS, type ProviderApp, type ProviderId } from '../oauth/providers.ts';
 import { defaultOf, displayName, envValue, OPTION_LIST, OPTIONS, type OptionSpec } from './options.ts';
 import { validateClientSecret, validateDate, validateHttpUrl } from './validate.ts';
 
 // The single-value checks live in validate.ts; re-exported for the code and tests that import them from here.
 export * from './validate.ts';
 
-/** The owner's app at a provider other than Microsoft (`broker init --provider NAME`). */
-export interface ProviderSettings {
-  clientId: string;
-  clientSecret: string;
-  authorizeUrl?: string;
-  tokenUrl?: string;
-  revokeUrl?: string;
-  /** YYYY-MM-DD, for reminders. */
-  secretExpires?: string;
-}
+/** The owner's app at a provider other than Microsoft (`broker init --provider NAME`): Microsoft's own fields stay top-level. */
+export type ProviderSettings = Omit<ProviderApp, 'authority' | 'tenant'>;
 
 export type OtherProviderId = Exclude<ProviderId, 'microsoft'>;
 
