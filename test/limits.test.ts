@@ -93,7 +93,11 @@ describe('wrong AuthIDs: 20 per client address, then locked out for the rest of 
 describe('wrong passcodes: 5 per client address, then locked out for the rest of 15 minutes', () => {
   it('still refused 1 s before the 15 minutes are over (even the right passcode), free again at 15 minutes', async () => {
     let t = T0;
-    const guard = new PasscodeGuard(await hashPasscode('the-right-passcode'), () => t);
+    const hash = await hashPasscode('the-right-passcode');
+    const guard = new PasscodeGuard(
+      () => hash,
+      () => t,
+    );
     const client = '203.0.113.50';
     const seen: string[] = [];
     for (let i = 0; i < 5; i++) seen.push((await codeOfAsync(guard.verify(`wrong-passcode-${i}`, client))).code);

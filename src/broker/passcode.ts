@@ -34,7 +34,6 @@ export const PASSCODE_QUEUE_WAIT_MS = MAX_QUEUE * MAX_CHECK_DELAY_MS;
  * still gets in, only later.
  */
 export class PasscodeGuard {
-  private readonly hash: () => string;
   private readonly perClient: SharedLimiter;
   private readonly global: SharedLimiter;
   /** The tail of the line of checks. */
@@ -43,13 +42,12 @@ export class PasscodeGuard {
 
   constructor(
     /** Read at each check: a reloaded settings file brings a new passcode at once. */
-    hash: string | (() => string),
+    private readonly hash: () => string,
     now: () => number,
     private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
     /** Where the counts live: the store, so that every instance on one database counts every guess. */
     store: () => Pick<Store, 'fail' | 'failures' | 'forgive'> = memoryCounters(),
   ) {
-    this.hash = typeof hash === 'string' ? () => hash : hash;
     this.perClient = new SharedLimiter(store, 'passcode', PER_CLIENT, WINDOW_MS, now);
     this.global = new SharedLimiter(store, 'passcode-all', Number.POSITIVE_INFINITY, WINDOW_MS, now);
   }
