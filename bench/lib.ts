@@ -4,7 +4,7 @@ export { freePort } from '../test/support/binary.ts';
  * ports, and the machine description. Nothing here measures anything by itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { openSync, readdirSync, readFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 
 export function median(xs: readonly number[]): number {
@@ -165,4 +165,32 @@ export function initArgs(app: { clientId: string; authority: string }, secretFil
     '--passcode',
     passcode,
   ];
+}
+
+/**
+ * Spawns `broker serve` for a benchmark home and waits for it: ready = spawn until the
+ * first successful GET /healthz. The child joins `children`, which the script stops at its end.
+ */
+export async function serveReady(
+  binary: string,
+  home: { name: string; url: string; log: string },
+  env: Record<string, string>,
+  children: Set<ChildProcess>,
+): Promise<{ child: ChildProcess; readyMs: number }> {
+  const t0 = performance.now();
+  const child = spawn(binary, ['serve'], { env, stdio: ['ignore', 'ignore', openSync(home.log, 'a')] });
+  children.add(child);
+  child.once('close', () => children.delete(child));
+  for (let i = 0; i < 5000; i++) {
+    if (child.exitCode !== null) throw new Error(`broker serve (${home.name}) exited with ${child.exitCode}; see ${home.log}`);
+    try {
+      const res = await fetch(`${home.url}/healthz`, { signal: AbortSignal.timeout(2000) });
+      await res.arrayBuffer();
+      if (res.status === 200) return { child, readyMs: performance.now() - t0 };
+    } catch {
+      // not listening yet
+    }
+    await sleep(1);
+  }
+  throw new Error(`broker serve (${home.name}) not ready within the bound`);
 }

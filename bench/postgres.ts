@@ -15,15 +15,15 @@
  * connections driven by the measurements are real logins. Writes
  * bench/results/postgres.json. BENCH_PG_ROWS overrides the 1,000,000.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { connectOverHttp } from '../test/support/binary.ts';
 import { type Entra, startEntra } from '../test/support/entra.ts';
 import { type Cluster, startCluster } from '../test/support/postgres.ts';
-import { freePort, initArgs, machine, median, round, rssMiB, runJsonChild, sleep, stopChild } from './lib.ts';
+import { freePort, initArgs, machine, median, round, rssMiB, runJsonChild, serveReady, stopChild } from './lib.ts';
 import type { LoadResult, LoadSpec } from './load.ts';
 import { seedStore } from './seed.ts';
 
@@ -66,23 +66,8 @@ async function makeHome(binary: string, name: string, databaseUrl?: string): Pro
   return { name, dir, port, url: `http://127.0.0.1:${port}`, log: join(work, name, 'serve.log'), env };
 }
 
-async function serve(binary: string, home: Home): Promise<{ child: ChildProcess; readyMs: number }> {
-  const t0 = performance.now();
-  const child = spawn(binary, ['serve'], { env: home.env, stdio: ['ignore', 'ignore', openSync(home.log, 'a')] });
-  children.add(child);
-  child.once('close', () => children.delete(child));
-  for (let i = 0; i < 5000; i++) {
-    if (child.exitCode !== null) throw new Error(`broker serve (${home.name}) exited with ${child.exitCode}; see ${home.log}`);
-    try {
-      const res = await fetch(`${home.url}/healthz`, { signal: AbortSignal.timeout(2000) });
-      await res.arrayBuffer();
-      if (res.status === 200) return { child, readyMs: performance.now() - t0 };
-    } catch {
-      // not listening yet
-    }
-    await sleep(1);
-  }
-  throw new Error(`broker serve (${home.name}) not ready`);
+function serve(binary: string, home: Home): Promise<{ child: ChildProcess; readyMs: number }> {
+  return serveReady(binary, home, home.env, children);
 }
 
 async function login(home: Home): Promise<string> {

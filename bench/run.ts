@@ -16,7 +16,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { deriveSealKey, openJson, sealJson } from '../src/crypto/seal.ts';
@@ -25,7 +25,22 @@ import { loadSodium } from '../src/crypto/sodium.ts';
 import { connectOverHttp } from '../test/support/binary.ts';
 import { startEntra, type Entra } from '../test/support/entra.ts';
 import { startDeadTarget } from '../test/support/receiver.ts';
-import { cpuMs, firstLine, freePort, initArgs, machine, median, quantile, round, rssMiB, runJsonChild, sleep, stopChild, timeProcess } from './lib.ts';
+import {
+  cpuMs,
+  firstLine,
+  freePort,
+  initArgs,
+  machine,
+  median,
+  quantile,
+  round,
+  rssMiB,
+  runJsonChild,
+  serveReady,
+  sleep,
+  stopChild,
+  timeProcess,
+} from './lib.ts';
 import type { LoadResult, LoadSpec } from './load.ts';
 import { realisticGrant, seedStore } from './seed.ts';
 import pkg from '../package.json' with { type: 'json' };
@@ -199,25 +214,8 @@ interface Running {
   readyMs: number;
 }
 
-/** Spawns `broker serve`; ready = spawn until the first successful GET /healthz. */
-async function serve(binary: string, home: Home): Promise<Running> {
-  const logFd = openSync(home.log, 'a');
-  const t0 = performance.now();
-  const child = spawn(binary, ['serve'], { env: brokerEnv(home.dir), stdio: ['ignore', 'ignore', logFd] });
-  children.add(child);
-  child.once('close', () => children.delete(child));
-  for (let i = 0; i < 5000; i++) {
-    if (child.exitCode !== null) throw new Error(`broker serve (${home.name}) exited with ${child.exitCode}; see ${home.log}`);
-    try {
-      const res = await fetch(`${home.url}/healthz`, { signal: AbortSignal.timeout(2000) });
-      await res.arrayBuffer();
-      if (res.status === 200) return { child, readyMs: performance.now() - t0 };
-    } catch {
-      // not listening yet
-    }
-    await sleep(1);
-  }
-  throw new Error(`broker serve (${home.name}) not ready within the bound`);
+function serve(binary: string, home: Home): Promise<Running> {
+  return serveReady(binary, home, brokerEnv(home.dir), children);
 }
 
 async function login(home: Home): Promise<string> {
