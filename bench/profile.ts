@@ -7,6 +7,7 @@
  *   bun bench/profile.ts refresh   # sequential /refresh calls that each call the provider
  *   bun bench/profile.ts version   # `broker --version` start-up
  *   bun bench/profile.ts seal      # seal + open of one record, in process
+ *   bun bench/profile.ts syscalls  # system calls of the unprofiled binary under cache-hit load (strace -c)
  *
  * Prints the top functions by self time and by inclusive time, and time per
  * source (ours, libsodium, other dependencies, runtime). The raw .cpuprofile is
@@ -114,7 +115,8 @@ function latestProfile(dir: string): string {
 async function serveProfiled(
   ttl: number,
   logins: number,
-): Promise<{ stop: () => Promise<string>; url: string; port: number; authids: string[]; entra: Awaited<ReturnType<typeof startEntra>> }> {
+  profiled = true,
+): Promise<{ stop: () => Promise<string>; pid: number; url: string; port: number; authids: string[]; entra: Awaited<ReturnType<typeof startEntra>> }> {
   const entra = await startEntra({ acceptRedirectUri: (u) => /^http:\/\/127\.0\.0\.1:\d+\/logged-in$/.test(u) });
   const home = join(work, 'home');
   const port = await freePort();
@@ -124,7 +126,7 @@ async function serveProfiled(
   if (init.status !== 0) throw new Error(init.stderr);
   const profDir = join(work, 'prof');
   const child = spawn(BIN, ['serve'], {
-    env: { ...env, BUN_OPTIONS: profOpts(profDir, 250) },
+    env: profiled ? { ...env, BUN_OPTIONS: profOpts(profDir, 250) } : env,
     stdio: ['ignore', 'ignore', openSync(join(work, 'serve.log'), 'a')],
   });
   const url = `http://127.0.0.1:${port}`;
@@ -139,6 +141,7 @@ async function serveProfiled(
   const authids: string[] = [];
   for (let i = 0; i < logins; i++) authids.push((await connectOverHttp(url, PASSCODE, (u, o) => entra.login(u, o))).authid);
   return {
+    pid: child.pid!,
     url,
     port,
     authids,
@@ -146,7 +149,7 @@ async function serveProfiled(
     stop: async () => {
       await stopChild(child, 'SIGTERM', 10_000);
       await entra.close();
-      return latestProfile(profDir);
+      return profiled ? latestProfile(profDir) : '';
     },
   };
 }
@@ -177,6 +180,35 @@ if (what === 'cache') {
     `load (profiled, so slower than in npm run bench): ${r.rps}/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, errors ${r.errors}\n`,
   );
   file = await s.stop();
+} else if (what === 'syscalls') {
+  // System calls per cache hit: strace -c attached to the unprofiled binary while the load runs.
+  const s = await serveProfiled(3600, 3, false);
+  const traceFile = join(work, 'strace.txt');
+  const load = runJsonChild<LoadResult>(
+    join(ROOT, 'bench', 'load.ts'),
+    {
+      mode: 'closed',
+      host: '127.0.0.1',
+      port: s.port,
+      path: '/refresh',
+      connections: 50,
+      warmupMs: 300,
+      durationMs: seconds * 1000,
+      headerSets: s.authids.map((a) => ({ 'X-AuthID': a })),
+      hardTimeoutMs: (seconds + 10) * 1000,
+    },
+    (seconds + 20) * 1000,
+  );
+  await sleep(300);
+  const trace = spawn('strace', ['-c', '-f', '-o', traceFile, '-p', String(s.pid)], { stdio: 'ignore' });
+  const r = await load;
+  trace.kill('SIGINT');
+  await new Promise((done) => trace.once('exit', done));
+  await s.stop();
+  process.stdout.write(`load (traced, so slower): ${r.rps}/s over ${r.totalRequests} requests; strace -c -f (counts cover the traced part only):\n`);
+  process.stdout.write(readFileSync(traceFile, 'utf8'));
+  rmSync(work, { recursive: true, force: true });
+  process.exit(0);
 } else if (what === 'refresh') {
   const s = await serveProfiled(30, 1);
   const t0 = performance.now();

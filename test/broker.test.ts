@@ -216,6 +216,26 @@ describe('/refresh', () => {
     expect(revoked.headers.get('x-reason')).toMatch(/revoked; create a new one at http:\/\/broker\.test\//);
   });
 
+  it('a token served from memory goes only to the exact AuthID that proved itself: a wrong secret is refused and counted, the right one is never slowed', async () => {
+    const c = await h.connect();
+    const other = await h.connect({ username: 'bystander' });
+    for (let i = 0; i < 3; i++) expect((await h.refresh(c.authid)).status).toBe(200);
+    const secret = c.authid.split(':')[1]!;
+    const from = { address: '198.51.100.77' };
+    const refresh = async (authid: string) => (await h.app(new Request(`${PUBLIC_URL}/refresh`, { headers: { 'x-authid': authid } }), from)).status;
+    const seen: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      // Each wrong secret differs from the right one in one character, at a different place each time.
+      const k = i % secret.length;
+      seen.push(await refresh(`${c.keyid}:${secret.slice(0, k)}${secret[k] === 'a' ? 'b' : 'a'}${secret.slice(k + 1)}`));
+    }
+    expect(seen).toEqual([...Array(19).fill(401), 429]);
+    // Another connection's secret with this keyid is no proof either.
+    expect(await refresh(`${c.keyid}:${other.authid.split(':')[1]}`)).toBe(429);
+    expect(await refresh(c.authid)).toBe(200);
+    expect(await refresh(c.authid.toUpperCase())).toBe(200);
+  });
+
   it('a revoke from another process is honoured at once, even with a token cached', async () => {
     const c = await h.connect();
     expect((await h.refresh(c.authid)).status).toBe(200);

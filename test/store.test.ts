@@ -1,11 +1,12 @@
 import { Database } from 'bun:sqlite';
-import { mkdtempSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openStore } from '../src/cli/store-file.ts';
 import { SqliteStore } from '../src/store/store.ts';
 import { MIGRATIONS } from '../src/store/migrations.ts';
+import { WalHeaderWatch } from '../src/store/wal-header.ts';
 
 const dirs: SqliteStore[] = [];
 function fresh(): { store: SqliteStore; path: string } {
@@ -123,5 +124,74 @@ describe('store', () => {
     expect(row).toMatchObject({ keyid: 'bk1a', service: 'onedrivev2', state: 'active', createdAt: 1000 });
     expect(Object.keys(row!)).not.toContain('sealed');
     expect(Object.keys(row!)).not.toContain('checkTag');
+  });
+});
+
+describe('change feed (what a cache hit asks before using a remembered row)', () => {
+  /** Counts the feed's resets: each one makes the token service read every row again. */
+  function resets(store: SqliteStore): { count: number } {
+    const seen = { count: 0 };
+    store.changes.subscribe(
+      () => {},
+      () => {},
+      () => seen.count++,
+    );
+    return seen;
+  }
+
+  it('a commit by another connection (another process: broker revoke) is seen at the next sync, and only once', async () => {
+    const { store, path } = fresh();
+    await store.insert({ keyid: 'bk1a', service: 'onedrivev2', checkTag: tag, sealed: box(1), now: 1000 });
+    const seen = resets(store);
+    store.changes.sync();
+    store.changes.sync();
+    expect(seen.count).toBe(0);
+    for (let i = 1; i <= 3; i++) {
+      const other = SqliteStore.open(path);
+      await other.touch('bk1a', 2000 + i);
+      await other.close();
+      store.changes.sync();
+      expect(seen.count).toBe(i);
+      store.changes.sync();
+      expect(seen.count).toBe(i);
+    }
+  });
+
+  it("this connection's own write is one reset, reported by the store itself; the header's change after it is not a second", async () => {
+    const { store } = fresh();
+    const seen = resets(store);
+    store.changes.sync();
+    await store.insert({ keyid: 'bk1b', service: 'onedrivev2', checkTag: tag, sealed: box(1), now: 1000 });
+    expect(seen.count).toBe(1);
+    store.changes.sync();
+    store.changes.sync();
+    expect(seen.count).toBe(1);
+  });
+
+  it('the WAL-index header answers "maybe" whenever it cannot be read as SQLite writes it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'broker-shm-'));
+    expect(new WalHeaderWatch(join(dir, 'missing-shm')).maybeChanged()).toBe(true);
+    const garbage = join(dir, 'garbage-shm');
+    writeFileSync(garbage, new Uint8Array(4096).fill(9));
+    const watch = new WalHeaderWatch(garbage);
+    expect([watch.maybeChanged(), watch.maybeChanged()]).toEqual([true, true]);
+    // A real header, then its second copy differing (a commit being published): maybe, until both agree again.
+    const { store, path } = fresh();
+    await store.insert({ keyid: 'bk1c', service: 'onedrivev2', checkTag: tag, sealed: box(1), now: 1000 });
+    const copy = join(dir, 'copy-shm');
+    const bytes = new Uint8Array(readFileSync(`${path}-shm`));
+    writeFileSync(copy, bytes);
+    const real = new WalHeaderWatch(copy);
+    expect([real.maybeChanged(), real.maybeChanged()]).toEqual([true, false]);
+    const mapped = Bun.mmap(copy, { shared: true, size: 96 });
+    mapped[48 + 8]! ^= 1; // the second copy's change counter
+    expect(real.maybeChanged()).toBe(true);
+    mapped[48 + 8]! ^= 1;
+    expect([real.maybeChanged(), real.maybeChanged()]).toEqual([true, false]);
+    mapped[8]! ^= 1;
+    mapped[48 + 8]! ^= 1; // both copies agree on a new counter: a commit
+    expect([real.maybeChanged(), real.maybeChanged()]).toEqual([true, false]);
+    real.close();
+    expect(real.maybeChanged()).toBe(true);
   });
 });

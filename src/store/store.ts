@@ -5,6 +5,7 @@ import { BrokerError } from '../errors.ts';
 import { MIGRATIONS } from './migrations.ts';
 
 import { MemoryEphemera } from './memory.ts';
+import { WalHeaderWatch } from './wal-header.ts';
 import type { ChangeFeed, ConnectionInfo, ConnectionRecord, ConnectionHead, ConnectionState, NewConnection, Store, Window } from './types.ts';
 
 export type * from './types.ts';
@@ -48,18 +49,24 @@ function toInfo(r: Omit<Row, 'check_tag' | 'sealed'>): ConnectionInfo {
 /**
  * SQLite's change feed, by asking: `PRAGMA data_version` changes when another
  * connection (`broker revoke`, `broker list`'s migration, another process) has
- * committed to the file, and costs one statement without reading a row, about half
- * of reading the row. It does not change for this connection's own writes, so the
- * store reports those itself (`wrote`). Either way every remembered row is
+ * committed to the file. It does not change for this connection's own writes, so
+ * the store reports those itself (`wrote`). Either way every remembered row is
  * forgotten: SQLite does not say which rows changed, and writes are rare (a
  * rotation per connection per hour, a last-use stamp per minute).
+ *
+ * The statement takes a read lock (two fcntl(2) calls) on every request, so it is
+ * asked only when the WAL-index header in shared memory says something may have
+ * been committed since the last look (see wal-header.ts).
  */
 class SqliteFeed implements ChangeFeed {
   readonly live = true;
   private last: number;
   private readonly resets: (() => void)[] = [];
 
-  constructor(private readonly dataVersion: () => number) {
+  constructor(
+    private readonly dataVersion: () => number,
+    private readonly header: WalHeaderWatch,
+  ) {
     this.last = dataVersion();
   }
 
@@ -68,6 +75,7 @@ class SqliteFeed implements ChangeFeed {
   }
 
   sync(): void {
+    if (!this.header.maybeChanged()) return;
     let now: number;
     try {
       now = this.dataVersion();
@@ -80,6 +88,10 @@ class SqliteFeed implements ChangeFeed {
       this.last = now;
       this.wrote();
     }
+  }
+
+  close(): void {
+    this.header.close();
   }
 
   /** This connection wrote (or cannot tell): nothing remembered may be trusted. */
@@ -116,7 +128,7 @@ export class SqliteStore implements Store {
   ) {
     this.db = db;
     const dataVersion = db.query<{ data_version: number }, []>('PRAGMA data_version');
-    this.changes = new SqliteFeed(() => dataVersion.get()!.data_version);
+    this.changes = new SqliteFeed(() => dataVersion.get()!.data_version, new WalHeaderWatch(`${where}-shm`));
     this.stmts = {
       get: db.query(`SELECT ${INFO_COLUMNS}, check_tag, sealed FROM connections WHERE keyid = ?`),
       getHead: db.query(`SELECT ${INFO_COLUMNS}, check_tag FROM connections WHERE keyid = ?`),
@@ -288,6 +300,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.changes.close();
     this.db.close();
   }
 

@@ -11,6 +11,7 @@ import { silentLogger, type BrokerConfig, type Logger } from '../../src/broker/c
 import { hashPasscode } from '../../src/broker/passcode.ts';
 import { loadSodium } from '../../src/crypto/sodium.ts';
 import { createApp } from '../../src/http/app.ts';
+import { awaited } from './app.ts';
 import type { Fetch } from '../../src/oauth/token-endpoint.ts';
 import { SqliteStore } from '../../src/store/store.ts';
 import { authidInPage } from './authid.ts';
@@ -70,7 +71,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     sleep: opts.sleep,
     log: opts.log ?? silentLogger,
   });
-  const app = createApp({ broker, version: 'test', now });
+  const app = awaited(createApp({ broker, version: 'test', now }));
 
   const h: Harness = {
     entra,

@@ -26,8 +26,20 @@ function iso(ms: number): string {
  * GET/POST /refresh: an access token for an authid, as JSON
  * (`access_token`, `expires` in seconds, `type`, `token_type`, `expires_at`) or,
  * with `Accept: text/plain`, the bare token.
+ *
+ * The usual request (a GET with X-AuthID whose token is in memory) is answered
+ * without awaiting anything; everything else, and every failure, takes `obtain`.
  */
-export async function refresh(x: Exchange, { broker, now, onRefresh }: Deps): Promise<Response> {
+export function refresh(x: Exchange, deps: Deps): Response | Promise<Response> {
+  if (x.req.method === 'GET') {
+    const header = x.req.headers.get('x-authid');
+    const token = header ? deps.broker.tokens.cachedToken(header) : null;
+    if (token) return tokenAnswer(x, deps, token);
+  }
+  return obtain(x, deps);
+}
+
+async function obtain(x: Exchange, deps: Deps): Promise<Response> {
   const form = x.req.method === 'POST' ? await readForm(x.req) : NO_FORM;
   const authid = authIdFrom(x.req, () => x.url, form);
   if (!authid) {
@@ -38,11 +50,15 @@ export async function refresh(x: Exchange, { broker, now, onRefresh }: Deps): Pr
   }
   let token: AccessToken;
   try {
-    token = await broker.tokens.getAccessToken(authid, x.client);
+    token = await deps.broker.tokens.getAccessToken(authid, x.client);
   } catch (e) {
-    onRefresh?.(failureOutcome(asBrokerError(e).code));
+    deps.onRefresh?.(failureOutcome(asBrokerError(e).code));
     throw e;
   }
+  return tokenAnswer(x, deps, token);
+}
+
+function tokenAnswer(x: Exchange, { now, onRefresh }: Deps, token: AccessToken): Response {
   onRefresh?.(SOURCE_OUTCOME[token.source]);
   x.keyid = token.keyid;
   if (wantsPlainText(x.req)) return answer(token.accessToken, 200, TYPE.text, TOKEN_HEADERS);

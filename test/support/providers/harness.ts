@@ -12,6 +12,7 @@ import { type BrokerConfig, type Logger, silentLogger } from '../../../src/broke
 import { hashPasscode } from '../../../src/broker/passcode.ts';
 import { loadSodium } from '../../../src/crypto/sodium.ts';
 import { createApp } from '../../../src/http/app.ts';
+import { awaited } from '../app.ts';
 import type { Fetch } from '../../../src/oauth/token-endpoint.ts';
 import { SqliteStore } from '../../../src/store/store.ts';
 import { AUTHID_IN_PAGE } from '../authid.ts';
@@ -78,7 +79,7 @@ export async function startProviderHarness(
     standIn,
     broker,
     store,
-    app: createApp({ broker, version: 'test', now }),
+    app: awaited(createApp({ broker, version: 'test', now })),
     clock,
     async connect(service, o = {}) {
       const app = h.app;
@@ -106,7 +107,7 @@ export async function startProviderHarness(
     },
     restart() {
       h.broker = new Broker({ ...h.broker.ctx });
-      h.app = createApp({ broker: h.broker, version: 'test', now });
+      h.app = awaited(createApp({ broker: h.broker, version: 'test', now }));
     },
     async close() {
       await store.close();
