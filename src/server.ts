@@ -2,7 +2,7 @@ import type { Server } from 'bun';
 import { connect } from 'node:net';
 import type { Broker } from './broker/broker.ts';
 import { BrokerError } from './errors.ts';
-import { createApp } from './http/app.ts';
+import { type ClientInfo, createApp } from './http/app.ts';
 import { MAX_FORM_BYTES } from './http/request.ts';
 import type { RequestLogger } from './log.ts';
 import { Metrics } from './metrics.ts';
@@ -49,6 +49,25 @@ export function clientAddress(peer: string, forwardedFor: string | null, trustPr
   return last && last.length <= 64 ? last : peer;
 }
 
+/**
+ * The client's address, looked up only when a handler needs it (rate limits):
+ * requestIP is a getpeername(2) per call. A class, so that the getter is on the
+ * prototype and a request costs one small allocation.
+ */
+class PeerAddress implements ClientInfo {
+  private known?: string;
+
+  constructor(
+    private readonly req: Request,
+    private readonly srv: Server<undefined>,
+    private readonly trustProxy: () => boolean,
+  ) {}
+
+  get address(): string {
+    return (this.known ??= clientAddress(this.srv.requestIP(this.req)?.address ?? 'unknown', this.req.headers.get('x-forwarded-for'), this.trustProxy()));
+  }
+}
+
 /** The only place that binds sockets. */
 export async function startServer(p: ServerOptions): Promise<RunningServer> {
   const metrics = p.metrics || p.metricsListen ? new Metrics(p.broker.ctx.store) : undefined;
@@ -85,14 +104,7 @@ export async function startServer(p: ServerOptions): Promise<RunningServer> {
       idleTimeout: 30,
       fetch(req, srv) {
         if (metricsOnMain && new URL(req.url).pathname === '/metrics') return metrics!.render();
-        // requestIP is a getpeername(2) per call: look it up only when a handler needs the address (rate limits).
-        let address: string | undefined;
-        const client = {
-          get address() {
-            return (address ??= clientAddress(srv.requestIP(req)?.address ?? 'unknown', req.headers.get('x-forwarded-for'), trustProxy()));
-          },
-        };
-        return app(req, client);
+        return app(req, new PeerAddress(req, srv, trustProxy));
       },
       error(err) {
         p.log.warn('server.error', { error: (err as Error).name });

@@ -19,6 +19,8 @@ export interface AccessToken {
 }
 
 interface CacheEntry {
+  /** What a cache hit hands out: one object for the entry's life, so callers may memoise per token (the answer's JSON). */
+  token: Readonly<AccessToken>;
   accessToken: string;
   expiresAt: number;
   lifetime: number;
@@ -207,7 +209,7 @@ export class TokenService {
     if (!head || head.state !== 'active' || head.version !== hit.version || this.cache.get(keyid) !== hit || !fresh(hit.expiresAt, hit.lifetime, now))
       return null;
     this.touch(keyid, now);
-    return { accessToken: hit.accessToken, expiresAt: hit.expiresAt, service: hit.service, keyid, source: 'cache' };
+    return hit.token;
   }
 
   async getAccessToken(authidText: string, client?: string | { readonly address: string }): Promise<AccessToken> {
@@ -236,9 +238,7 @@ export class TokenService {
     const now = this.ctx.now();
     this.touch(id.keyid, now);
     const hit = this.cache.get(id.keyid);
-    if (hit && hit.version === record.version && fresh(hit.expiresAt, hit.lifetime, now)) {
-      return { accessToken: hit.accessToken, expiresAt: hit.expiresAt, service: hit.service, keyid: id.keyid, source: 'cache' };
-    }
+    if (hit && hit.version === record.version && fresh(hit.expiresAt, hit.lifetime, now)) return hit.token;
     let flight = this.inflight.get(id.keyid);
     if (!flight) {
       // One flight per connection in this process, and one lock per connection across
@@ -267,7 +267,7 @@ export class TokenService {
     if (!hit || !fresh(hit.expiresAt, hit.lifetime, this.ctx.now())) return null;
     if (!safeEqual(deriveKeys(this.ctx.sodium, id).checkTag, hit.checkTag)) return null;
     this.ctx.log.warn('store.unreachable_served_cache', { keyid: short(id.keyid) });
-    return { accessToken: hit.accessToken, expiresAt: hit.expiresAt, service: hit.service, keyid: id.keyid, source: 'cache' };
+    return hit.token;
   }
 
   /** Opens the sealed grant for its holder (for /status). */
@@ -495,6 +495,7 @@ export class TokenService {
     const head = this.heads.get(keyid);
     if (head && head.version < version) this.heads.set(keyid, { ...head, version });
     this.cache.set(keyid, {
+      token: Object.freeze(served(keyid, g.service, g, 'cache')),
       checkTag,
       accessToken: g.accessToken,
       expiresAt: g.accessTokenExpiresAt,

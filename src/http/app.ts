@@ -64,59 +64,82 @@ export function createApp(opts: AppOptions): (req: Request, client?: ClientInfo)
 
   // Not async: a handler that answers at once (a cache hit) is answered without a turn of the event loop.
   return function handle(req: Request, client: ClientInfo = { address: 'unknown' }): Response | Promise<Response> {
-    const t0 = performance.now();
-    // The URL object is made only when a handler reads it (a query, a redirect): /refresh with a header never does.
-    let url: URL | undefined;
-    const parsed = (): URL => (url ??= parseUrl(req.url));
+    const x = new RequestExchange(req, client, performance.now());
     const raw = rawPath(req.url);
     // A path that is exactly a route's name is that route (URL parsing would not change it); anything else is parsed.
-    const path = raw !== null && Object.hasOwn(ROUTES, raw) ? raw : parsed().pathname;
+    const path = raw !== null && Object.hasOwn(ROUTES, raw) ? raw : x.url.pathname;
     const found = Object.hasOwn(ROUTES, path) ? ROUTES[path] : undefined;
-    const route = found ? path : 'other';
-    // The CSP nonce is for pages; JSON answers (/refresh) never need one.
-    let nonce: string | undefined;
-    const x: Exchange = {
-      req,
-      get url() {
-        return parsed();
-      },
-      client,
-      get nonce() {
-        return (nonce ??= randomBytes(16).toString('base64'));
-      },
-    };
-    let error: string | undefined;
-    const failed = (err: unknown): Response => {
-      const e = asBrokerError(err);
-      error = e.code;
-      if (e.code === 'internal')
-        opts.log?.({ method: req.method, route, status: 500, ms: 0, error: `internal: ${String((e.cause as Error)?.stack ?? e.cause)}` });
-      const res = found?.page && wantsHtml(req) ? errorPage(x, deps, e) : jsonError(e);
-      if (e.code === 'method_not_allowed' && found) res.headers.set('allow', Object.keys(found.methods).join(', '));
-      return res;
-    };
-    const done = (res: Response): Response => {
-      opts.log?.({
-        method: req.method.slice(0, 10),
-        route,
-        status: res.status,
-        ms: Math.round((performance.now() - t0) * 100) / 100,
-        keyid: x.keyid ? short(x.keyid) : undefined,
-        error,
-      });
-      return res;
-    };
+    x.route = found ? path : 'other';
     let res: Response | Promise<Response>;
     try {
       if (!found) throw new BrokerError('not_found', 'There is no such page on this broker.');
-      const handler = Object.hasOwn(found.methods, req.method) ? found.methods[req.method] : undefined;
-      if (!handler) throw new BrokerError('method_not_allowed', `${route} does not accept ${req.method.slice(0, 10)}.`);
+      const handler = Object.hasOwn(found.methods, x.method) ? found.methods[x.method] : undefined;
+      if (!handler) throw new BrokerError('method_not_allowed', `${x.route} does not accept ${x.method.slice(0, 10)}.`);
       res = handler(x, deps);
     } catch (err) {
-      return done(failed(err));
+      return logged(x, failed(x, found, err));
     }
-    return res instanceof Promise ? res.then(done, (err: unknown) => done(failed(err))) : done(res);
+    return res instanceof Promise
+      ? res.then(
+          (r) => logged(x, r),
+          (err: unknown) => logged(x, failed(x, found, err)),
+        )
+      : logged(x, res);
   };
+
+  /** The one mapping of errors to answers: a page where a person is looking at one, else JSON. */
+  function failed(x: RequestExchange, found: Route | undefined, err: unknown): Response {
+    const e = asBrokerError(err);
+    x.error = e.code;
+    if (e.code === 'internal')
+      opts.log?.({ method: x.method, route: x.route, status: 500, ms: 0, error: `internal: ${String((e.cause as Error)?.stack ?? e.cause)}` });
+    const res = found?.page && wantsHtml(x.req) ? errorPage(x, deps, e) : jsonError(e);
+    if (e.code === 'method_not_allowed' && found) res.headers.set('allow', Object.keys(found.methods).join(', '));
+    return res;
+  }
+
+  function logged(x: RequestExchange, res: Response): Response {
+    opts.log?.({
+      method: x.method.slice(0, 10),
+      route: x.route,
+      status: res.status,
+      ms: Math.round((performance.now() - x.started) * 100) / 100,
+      keyid: x.keyid ? short(x.keyid) : undefined,
+      error: x.error,
+    });
+    return res;
+  }
+}
+
+/**
+ * One request as the handlers see it. A class, not an object literal: its
+ * getters live on the prototype, so a request costs one small allocation. The
+ * URL is parsed only when a handler reads it (a query, a redirect): /refresh
+ * with a header never does; the CSP nonce is made only for pages.
+ */
+class RequestExchange implements Exchange {
+  readonly method: string;
+  route = 'other';
+  keyid?: string;
+  error?: string;
+  private parsed?: URL;
+  private madeNonce?: string;
+
+  constructor(
+    readonly req: Request,
+    readonly client: ClientInfo,
+    readonly started: number,
+  ) {
+    this.method = req.method;
+  }
+
+  get url(): URL {
+    return (this.parsed ??= parseUrl(this.req.url));
+  }
+
+  get nonce(): string {
+    return (this.madeNonce ??= randomBytes(16).toString('base64'));
+  }
 }
 
 function parseUrl(text: string): URL {

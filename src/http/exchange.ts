@@ -8,6 +8,8 @@ export interface ClientInfo {
 /** One request as a handler sees it. */
 export interface Exchange {
   req: Request;
+  /** `req.method`, read once. */
+  readonly method: string;
   url: URL;
   client: ClientInfo;
   /** The CSP nonce of this response's page, made on first use (JSON answers never need one). */

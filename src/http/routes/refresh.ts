@@ -10,16 +10,23 @@ const TOKEN_HEADERS = { pragma: 'no-cache', vary: 'Accept' };
 /** The whole header set of a JSON token answer, built once (a cache hit is the hot path). */
 const TOKEN_JSON_HEADERS: Readonly<Record<string, string>> = { ...NO_STORE, ...TOKEN_HEADERS, 'content-type': TYPE.json };
 
-/** expires_at of recent tokens: many requests share one token, so its ISO text is made once (bounded). */
-const isoOf = new Map<number, string>();
-function iso(ms: number): string {
-  let s = isoOf.get(ms);
-  if (s === undefined) {
-    if (isoOf.size >= 4096) isoOf.clear();
-    s = new Date(ms).toISOString();
-    isoOf.set(ms, s);
+/**
+ * The JSON answer around its one changing number (`expires`), made once per
+ * token: a cached token is one object for its whole life, and a cache hit is
+ * the hot path. Same text as JSON.stringify of
+ * {access_token, expires, type, token_type, expires_at}.
+ */
+const bodies = new WeakMap<AccessToken, readonly [string, string]>();
+function bodyAround(token: AccessToken): readonly [string, string] {
+  let parts = bodies.get(token);
+  if (!parts) {
+    parts = [
+      `{"access_token":${JSON.stringify(token.accessToken)},"expires":`,
+      `,"type":${JSON.stringify(token.service)},"token_type":"Bearer","expires_at":"${new Date(token.expiresAt).toISOString()}"}`,
+    ];
+    bodies.set(token, parts);
   }
-  return s;
+  return parts;
 }
 
 /**
@@ -31,7 +38,7 @@ function iso(ms: number): string {
  * without awaiting anything; everything else, and every failure, takes `obtain`.
  */
 export function refresh(x: Exchange, deps: Deps): Response | Promise<Response> {
-  if (x.req.method === 'GET') {
+  if (x.method === 'GET') {
     const header = x.req.headers.get('x-authid');
     const token = header ? deps.broker.tokens.cachedToken(header) : null;
     if (token) return tokenAnswer(x, deps, token);
@@ -62,10 +69,8 @@ function tokenAnswer(x: Exchange, { now, onRefresh }: Deps, token: AccessToken):
   onRefresh?.(SOURCE_OUTCOME[token.source]);
   x.keyid = token.keyid;
   if (wantsPlainText(x.req)) return answer(token.accessToken, 200, TYPE.text, TOKEN_HEADERS);
-  // The same JSON as JSON.stringify of {access_token, expires, type, token_type, expires_at}, from a template.
-  const expires = Math.max(0, Math.floor((token.expiresAt - now()) / 1000));
-  const body = `{"access_token":${JSON.stringify(token.accessToken)},"expires":${expires},"type":${JSON.stringify(token.service)},"token_type":"Bearer","expires_at":"${iso(token.expiresAt)}"}`;
-  return new Response(body, { status: 200, headers: TOKEN_JSON_HEADERS });
+  const [head, tail] = bodyAround(token);
+  return new Response(`${head}${Math.max(0, Math.floor((token.expiresAt - now()) / 1000))}${tail}`, { status: 200, headers: TOKEN_JSON_HEADERS });
 }
 
 /** Token-request outcomes as metrics name them. */
