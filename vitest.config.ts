@@ -24,6 +24,7 @@ const UNIT = [
   'test/rate-limit.test.ts',
   'test/readme.test.ts',
   'test/revoke.test.ts',
+  'test/seal.test.ts',
   'test/server.test.ts',
   'test/service-unit.test.ts',
   'test/settings.test.ts',

@@ -1,5 +1,6 @@
 import { BrokerError } from '../errors.ts';
 import type { AuthId } from './authid.ts';
+import { scratchOf } from './heap.ts';
 import type { Sodium } from './sodium.ts';
 
 /**
@@ -15,24 +16,21 @@ import type { Sodium } from './sodium.ts';
  * is gone (revoked); it reveals nothing that a 280-bit search could use.
  */
 export const ENVELOPE_VERSION = 1;
-const SEAL_DOMAIN = 'broker/v1/seal';
-const CHECK_DOMAIN = 'broker/v1/check';
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+// The domain messages' fixed part, encoded once; the keyid follows it.
+const SEAL_DOMAIN = encoder.encode('broker/v1/seal\0');
+const CHECK_DOMAIN = encoder.encode('broker/v1/check\0');
+const INVALID = 'Unknown AuthID or wrong secret.';
 
 export interface DerivedKeys {
   readonly sealKey: Uint8Array;
   readonly checkTag: Uint8Array;
 }
 
-function domainMessage(domain: string, keyid: string): Uint8Array {
-  return encoder.encode(`${domain}\0${keyid}`);
-}
-
 /** Keyed BLAKE2b-256 (crypto_generichash) of the domain message under the secret. */
-function keyedHash(sodium: Sodium, domain: string, id: AuthId): Uint8Array {
-  const message = domainMessage(domain, id.keyid);
-  return sodium.crypto_generichash(32, message, id.secret);
+function keyedHash(sodium: Sodium, domain: Uint8Array, id: AuthId): Uint8Array {
+  return scratchOf(sodium).keyedHash(id.secret, domain, id.keyid);
 }
 
 /** The seal key alone (what opening or sealing needs; authentication needs only the check tag). */
@@ -56,33 +54,25 @@ export function checkTagMatches(sodium: Sodium, a: Uint8Array, b: Uint8Array): b
 }
 
 export function seal(sodium: Sodium, key: Uint8Array, plaintext: Uint8Array, nonce?: Uint8Array): Uint8Array {
-  // Web Crypto's CSPRNG directly: libsodium-wrappers' randombytes_buf goes through its wasm glue and costs ~15% of a seal+open.
-  const n = nonce ?? crypto.getRandomValues(new Uint8Array(sodium.crypto_secretbox_NONCEBYTES));
-  const box = sodium.crypto_secretbox_easy(plaintext, n, key);
-  const out = new Uint8Array(1 + n.length + box.length);
-  out[0] = ENVELOPE_VERSION;
-  out.set(n, 1);
-  out.set(box, 1 + n.length);
-  return out;
+  return scratchOf(sodium).seal(ENVELOPE_VERSION, key, plaintext, nonce);
+}
+
+/** The plaintext as a view into libsodium's heap, valid until its next call. Throws BrokerError('invalid_authid') for any failure: a caller must not learn which check failed. */
+function openInHeap(sodium: Sodium, key: Uint8Array, envelope: Uint8Array): Uint8Array {
+  const plaintext = envelope[0] === ENVELOPE_VERSION ? scratchOf(sodium).open(key, envelope) : null;
+  if (!plaintext) throw new BrokerError('invalid_authid', INVALID);
+  return plaintext;
 }
 
 /** Throws BrokerError('invalid_authid') for any failure: a caller must not learn which check failed. */
 export function open(sodium: Sodium, key: Uint8Array, envelope: Uint8Array): Uint8Array {
-  const nonceBytes = sodium.crypto_secretbox_NONCEBYTES;
-  if (envelope.length < 1 + nonceBytes + sodium.crypto_secretbox_MACBYTES || envelope[0] !== ENVELOPE_VERSION) {
-    throw new BrokerError('invalid_authid', 'Unknown AuthID or wrong secret.');
-  }
-  try {
-    return sodium.crypto_secretbox_open_easy(envelope.subarray(1 + nonceBytes), envelope.subarray(1, 1 + nonceBytes), key);
-  } catch {
-    throw new BrokerError('invalid_authid', 'Unknown AuthID or wrong secret.');
-  }
+  return openInHeap(sodium, key, envelope).slice();
 }
 
 export function sealJson(sodium: Sodium, key: Uint8Array, value: unknown, nonce?: Uint8Array): Uint8Array {
-  return seal(sodium, key, encoder.encode(JSON.stringify(value)), nonce);
+  return scratchOf(sodium).seal(ENVELOPE_VERSION, key, JSON.stringify(value), nonce);
 }
 
 export function openJson<T>(sodium: Sodium, key: Uint8Array, envelope: Uint8Array): T {
-  return JSON.parse(decoder.decode(open(sodium, key, envelope))) as T;
+  return JSON.parse(decoder.decode(openInHeap(sodium, key, envelope))) as T;
 }
