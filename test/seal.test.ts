@@ -41,4 +41,23 @@ describe('seal and open on libsodium’s heap', () => {
       expect(() => openJson(sodium, k, e)).toThrow(BrokerError);
     }
   });
+
+  it('leaves neither the plaintext nor the AuthID’s secret in libsodium’s memory after a seal, an open or a key derivation', () => {
+    const heap = () => Buffer.from((sodium as unknown as { libsodium: { HEAPU8: Uint8Array } }).libsodium.HEAPU8.buffer);
+    // Random bytes from outside libsodium: the wrappers' own calls (randombytes_buf) leave copies of what they touch.
+    const own = generateAuthId((n) => crypto.getRandomValues(new Uint8Array(n))).parsed;
+    const keys = deriveKeys(sodium, own);
+    expect(keys.sealKey.length).toBe(32);
+    expect(heap().indexOf(Buffer.from(own.secret))).toBe(-1);
+    // A key that no BLAKE2b made, so that any copy of it in the heap is the area's.
+    const boxKey = crypto.getRandomValues(new Uint8Array(32));
+    const secret = `refresh-token-${'q'.repeat(40)}-${Date.now()}`;
+    const env = sealJson(sodium, boxKey, { refreshToken: secret });
+    expect([heap().indexOf(secret), heap().indexOf(Buffer.from(boxKey))]).toEqual([-1, -1]);
+    expect(openJson<{ refreshToken: string }>(sodium, boxKey, env).refreshToken).toBe(secret);
+    expect([heap().indexOf(secret), heap().indexOf(Buffer.from(boxKey))]).toEqual([-1, -1]);
+    expect(open(sodium, boxKey, env).length).toBeGreaterThan(secret.length);
+    expect([heap().indexOf(secret), heap().indexOf(Buffer.from(boxKey))]).toEqual([-1, -1]);
+    // libsodium's BLAKE2b leaves its last output on its own stack (so it did under the wrappers too): out of our reach.
+  });
 });

@@ -206,8 +206,7 @@ export class TokenService {
     const head = this.heads.get(keyid);
     const now = this.ctx.now();
     // Still in memory after a sync: the row is unchanged since it was read.
-    if (!head || head.state !== 'active' || head.version !== hit.version || this.cache.get(keyid) !== hit || !fresh(hit.expiresAt, hit.lifetime, now))
-      return null;
+    if (head?.state !== 'active' || head.version !== hit.version || this.cache.get(keyid) !== hit || !fresh(hit.expiresAt, hit.lifetime, now)) return null;
     this.touch(keyid, now);
     return hit.token;
   }

@@ -9,7 +9,10 @@ import type { Sodium } from './sodium.ts';
  * for the version and nonce, and leaves the heap once, as the finished envelope.
  *
  * Nothing here awaits or calls back, so two calls never use the area at once.
- * It is not wiped after use; neither were the wrappers' freed buffers.
+ * Every call zeroes what it put there (keys, the secret, the plaintext) before it
+ * returns: the area outlives the call, and the last refresh token sealed must
+ * not sit in it until the next one. (libsodium's BLAKE2b leaves its last output
+ * on libsodium's own stack, as it did under the wrappers: out of reach here.)
  */
 
 /** The raw exports libsodium-wrappers exposes, untyped, as `sodium.libsodium`; 64-bit lengths are passed as two 32-bit halves. */
@@ -54,10 +57,14 @@ export class Scratch {
     heap.set(key, at + HASH_KEY);
     heap.set(prefix, at + ENVELOPE);
     const { written } = encoder.encodeInto(text, heap.subarray(at + ENVELOPE + prefix.length, at + this.size));
-    if (this.raw._crypto_generichash(at + KEY, KEY_BYTES, at + ENVELOPE, prefix.length + written, 0, at + HASH_KEY, key.length) !== 0) {
-      throw new Error('invalid usage');
+    try {
+      if (this.raw._crypto_generichash(at + KEY, KEY_BYTES, at + ENVELOPE, prefix.length + written, 0, at + HASH_KEY, key.length) !== 0) {
+        throw new Error('invalid usage');
+      }
+      return heap.slice(at + KEY, at + KEY + KEY_BYTES);
+    } finally {
+      heap.fill(0, at, at + ENVELOPE + prefix.length + written);
     }
-    return heap.slice(at + KEY, at + KEY + KEY_BYTES);
   }
 
   /** `version || nonce || crypto_secretbox_easy(plaintext, nonce, key)`, with a fresh CSPRNG nonce unless one is given. */
@@ -74,24 +81,33 @@ export class Scratch {
     heap[at + ENVELOPE] = version;
     if (nonce) heap.set(nonce, at + NONCE);
     else crypto.getRandomValues(heap.subarray(at + NONCE, at + BOX));
-    if (this.raw._crypto_secretbox_easy(at + BOX, at + PLAIN, length, 0, at + NONCE, at + KEY) !== 0) throw new Error('invalid usage');
-    return heap.slice(at + ENVELOPE, at + PLAIN + length);
+    try {
+      if (this.raw._crypto_secretbox_easy(at + BOX, at + PLAIN, length, 0, at + NONCE, at + KEY) !== 0) throw new Error('invalid usage');
+      return heap.slice(at + ENVELOPE, at + PLAIN + length);
+    } finally {
+      heap.fill(0, at, at + PLAIN + length);
+    }
   }
 
   /**
-   * The plaintext of an envelope whose version and length the caller has checked, as
-   * a view into the heap that the next call overwrites; null when the box does not open.
+   * What `use` makes of the plaintext of an envelope whose version the caller has
+   * checked (the plaintext is a view into the heap, zeroed when `use` returns);
+   * null when the box does not open.
    */
-  open(key: Uint8Array, envelope: Uint8Array): Uint8Array | null {
+  open<T>(key: Uint8Array, envelope: Uint8Array, use: (plaintext: Uint8Array) => T): T | null {
     if (key.length !== KEY_BYTES || envelope.length < HEADER) return null;
     const heap = this.reserve(ENVELOPE + envelope.length);
     const at = this.base;
     heap.set(envelope, at + ENVELOPE);
     heap.set(key, at + KEY);
-    if (this.raw._crypto_secretbox_open_easy(at + PLAIN, at + BOX, envelope.length - (BOX - ENVELOPE), 0, at + NONCE, at + KEY) !== 0) {
-      return null;
+    try {
+      if (this.raw._crypto_secretbox_open_easy(at + PLAIN, at + BOX, envelope.length - (BOX - ENVELOPE), 0, at + NONCE, at + KEY) !== 0) {
+        return null;
+      }
+      return use(heap.subarray(at + PLAIN, at + ENVELOPE + envelope.length));
+    } finally {
+      heap.fill(0, at, at + ENVELOPE + envelope.length);
     }
-    return heap.subarray(at + PLAIN, at + ENVELOPE + envelope.length);
   }
 
   /** The heap's bytes with room for `bytes` in the area; growing the memory replaces the view, so callers take this one. */

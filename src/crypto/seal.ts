@@ -57,16 +57,16 @@ export function seal(sodium: Sodium, key: Uint8Array, plaintext: Uint8Array, non
   return scratchOf(sodium).seal(ENVELOPE_VERSION, key, plaintext, nonce);
 }
 
-/** The plaintext as a view into libsodium's heap, valid until its next call. Throws BrokerError('invalid_authid') for any failure: a caller must not learn which check failed. */
-function openInHeap(sodium: Sodium, key: Uint8Array, envelope: Uint8Array): Uint8Array {
-  const plaintext = envelope[0] === ENVELOPE_VERSION ? scratchOf(sodium).open(key, envelope) : null;
-  if (!plaintext) throw new BrokerError('invalid_authid', INVALID);
-  return plaintext;
+/** What `use` makes of the plaintext (a view into libsodium's heap, zeroed after). Throws BrokerError('invalid_authid') for any failure: a caller must not learn which check failed. */
+function openInHeap<T>(sodium: Sodium, key: Uint8Array, envelope: Uint8Array, use: (plaintext: Uint8Array) => T): T {
+  const result = envelope[0] === ENVELOPE_VERSION ? scratchOf(sodium).open(key, envelope, use) : null;
+  if (result === null) throw new BrokerError('invalid_authid', INVALID);
+  return result;
 }
 
 /** Throws BrokerError('invalid_authid') for any failure: a caller must not learn which check failed. */
 export function open(sodium: Sodium, key: Uint8Array, envelope: Uint8Array): Uint8Array {
-  return openInHeap(sodium, key, envelope).slice();
+  return openInHeap(sodium, key, envelope, (p) => p.slice());
 }
 
 export function sealJson(sodium: Sodium, key: Uint8Array, value: unknown, nonce?: Uint8Array): Uint8Array {
@@ -74,5 +74,5 @@ export function sealJson(sodium: Sodium, key: Uint8Array, value: unknown, nonce?
 }
 
 export function openJson<T>(sodium: Sodium, key: Uint8Array, envelope: Uint8Array): T {
-  return JSON.parse(decoder.decode(openInHeap(sodium, key, envelope))) as T;
+  return JSON.parse(openInHeap(sodium, key, envelope, (p) => decoder.decode(p))) as T;
 }
