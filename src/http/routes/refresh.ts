@@ -11,22 +11,33 @@ const TOKEN_HEADERS = { pragma: 'no-cache', vary: 'Accept' };
 const TOKEN_JSON_HEADERS: Readonly<Record<string, string>> = { ...NO_STORE, ...TOKEN_HEADERS, 'content-type': TYPE.json };
 
 /**
- * The JSON answer around its one changing number (`expires`), made once per
- * token: a cached token is one object for its whole life, and a cache hit is
- * the hot path. Same text as JSON.stringify of
- * {access_token, expires, type, token_type, expires_at}.
+ * A token's JSON answer, made once per token and second: a cached token is one
+ * object for its whole life, and only `expires` (whole seconds left) changes.
+ * Same text as JSON.stringify of {access_token, expires, type, token_type, expires_at}.
  */
-const bodies = new WeakMap<AccessToken, readonly [string, string]>();
-function bodyAround(token: AccessToken): readonly [string, string] {
-  let parts = bodies.get(token);
-  if (!parts) {
-    parts = [
-      `{"access_token":${JSON.stringify(token.accessToken)},"expires":`,
-      `,"type":${JSON.stringify(token.service)},"token_type":"Bearer","expires_at":"${new Date(token.expiresAt).toISOString()}"}`,
-    ];
-    bodies.set(token, parts);
+interface Body {
+  head: string;
+  tail: string;
+  expires: number;
+  text: string;
+}
+const bodies = new WeakMap<AccessToken, Body>();
+function bodyOf(token: AccessToken, expires: number): string {
+  let b = bodies.get(token);
+  if (!b) {
+    b = {
+      head: `{"access_token":${JSON.stringify(token.accessToken)},"expires":`,
+      tail: `,"type":${JSON.stringify(token.service)},"token_type":"Bearer","expires_at":"${new Date(token.expiresAt).toISOString()}"}`,
+      expires: -1,
+      text: '',
+    };
+    bodies.set(token, b);
   }
-  return parts;
+  if (b.expires !== expires) {
+    b.expires = expires;
+    b.text = `${b.head}${expires}${b.tail}`;
+  }
+  return b.text;
 }
 
 /**
@@ -69,8 +80,7 @@ function tokenAnswer(x: Exchange, { now, onRefresh }: Deps, token: AccessToken):
   onRefresh?.(SOURCE_OUTCOME[token.source]);
   x.keyid = token.keyid;
   if (wantsPlainText(x.req)) return answer(token.accessToken, 200, TYPE.text, TOKEN_HEADERS);
-  const [head, tail] = bodyAround(token);
-  return new Response(`${head}${Math.max(0, Math.floor((token.expiresAt - now()) / 1000))}${tail}`, { status: 200, headers: TOKEN_JSON_HEADERS });
+  return new Response(bodyOf(token, Math.max(0, Math.floor((token.expiresAt - now()) / 1000))), { status: 200, headers: TOKEN_JSON_HEADERS });
 }
 
 /** Token-request outcomes as metrics name them. */
