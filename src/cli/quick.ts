@@ -65,9 +65,11 @@ async function readQuickly(env: Record<string, string | undefined>): Promise<{ p
   try {
     const [settings, folder, db, wal, shm] = await looked;
     const uid = process.getuid?.();
-    const ownFolder = folder !== 'missing' && folder?.isDirectory() && (uid === undefined || folder.uid === uid) && (folder.mode & 0o077) === 0;
-    // Exactly what SqliteStore.open's chmod leaves; -wal and -shm may be absent (SQLite then makes them with the store's mode).
-    const ownFile = (s: Stat, mayBeMissing: boolean) => (s === 'missing' ? mayBeMissing : s !== null && (s.mode & 0o7777) === 0o600);
+    // Ours: ensureHome refuses a folder that is not, and SqliteStore.open's chmod fails on a file that is not.
+    const ours = (s: Stat): s is Status => s !== null && s !== 'missing' && (uid === undefined || s.uid === uid);
+    const ownFolder = ours(folder) && folder.isDirectory() && (folder.mode & 0o077) === 0;
+    // Exactly what that chmod leaves; -wal and -shm may be absent (SQLite then makes them with the store's mode).
+    const ownFile = (s: Stat, mayBeMissing: boolean) => (s === 'missing' ? mayBeMissing : ours(s) && (s.mode & 0o7777) === 0o600);
     if (!settings || settings.databaseUrl || !ownFolder || !ownFile(db, false) || !ownFile(wal, true) || !ownFile(shm, true)) return null;
     const rows = reader.list();
     return rows && { print: (io, opts) => printList(rows, settings, io, opts, Date.now()) };
@@ -90,7 +92,8 @@ export function quickHome(env: Record<string, string | undefined>): string | nul
   return base && `${base}/broker`;
 }
 
-type Stat = Awaited<ReturnType<ReturnType<typeof Bun.file>['stat']>> | 'missing' | null;
+type Status = Awaited<ReturnType<ReturnType<typeof Bun.file>['stat']>>;
+type Stat = Status | 'missing' | null;
 
 /** The file's status (following links, as chmod and SQLite do), 'missing', or null when it cannot be had. */
 async function stat(path: string): Promise<Stat> {

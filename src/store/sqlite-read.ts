@@ -22,8 +22,10 @@ export class StoreReader {
   /**
    * Every connection, or null when the store is not what SqliteStore.open leaves
    * as it is: a WAL store at the current schema. Then it converts, migrates (after
-   * its backup) or refuses it as before. The pragmas SqliteStore.open sets besides
-   * busy_timeout change only writes (synchronous=FULL is also SQLite's default).
+   * its backup) or refuses it as before. The other pragmas SqliteStore.open sets
+   * matter only to a connection that writes: foreign_keys and secure_delete to its
+   * statements, synchronous to its commits (the checkpoint the last connection
+   * makes when it closes is synced alike at FULL and NORMAL).
    */
   list(): ConnectionInfo[] | null {
     this.db.exec('PRAGMA busy_timeout = 5000');
