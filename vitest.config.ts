@@ -20,6 +20,7 @@ const UNIT = [
   'test/options.test.ts',
   'test/provider-errors.test.ts',
   'test/provider-settings.test.ts',
+  'test/quick.test.ts',
   'test/pages.test.ts',
   'test/rate-limit.test.ts',
   'test/readme.test.ts',

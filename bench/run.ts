@@ -139,7 +139,7 @@ const WHY: Record<string, string> = {
   '1c': 'the per-request AuthID proof (SHA-256), the store freshness check (WAL header), the Accept check and the log line; bench/breakdown.ts itemises them.',
   '2': "SQLite's fsync of the rotated refresh token before answering (0.2 to 1 ms on this disk: strace -T of serve), which is what makes a rotation survive a power cut; the fsync's cost is the disk's.",
   '5a': 'the binary is ~110 MB of Bun runtime plus 7 MB of bundled bytecode: mapping and loading it costs more than a hello-world before any of our code runs.',
-  '5b': "`list` also opens SQLite (WAL, a migration check) and reads the settings file; most of the rest is the runtime's start-up (see 5a).",
+  '5b': "`list` also loads bun:sqlite and reads the store (about 1 ms: the module, SQLite's first open, the -wal/-shm files it makes for the read), looks at five files on Bun's thread pool and prints; the rest is the runtime's start-up (see 5a).",
   '7': 'single rounds vary by ±30% on a shared machine; delivery runs beside serving and no request waits for it (see bench/README.md, row 7).',
   '7b': 'single rounds vary by ±30% on a shared machine; delivery runs beside serving and no request waits for it (see bench/README.md, row 7).',
   '6': "the broker's record is JSON: stringify, decode and parse of 1.4 KB (about 1.6 µs) come on top of libsodium's own work, which src/crypto/heap.ts already calls without the wrappers' glue or an envelope copy.",

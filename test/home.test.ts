@@ -57,4 +57,24 @@ describe("BROKER_HOME must be the user's own folder", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(statSync(home).mode & 0o777).toBe(0o700);
   });
+
+  it('`list` tightens the folder and the store it finds loose, as every command does, and leaves no files of its own', async () => {
+    const home = folder(0o700);
+    expect((await init(home)).code).toBe(0);
+    expect((await run(['list'], { BROKER_HOME: home })).code).toBe(0);
+    const before = readdirSync(home).sort();
+    expect(before).toEqual(['broker.db', 'settings.json']);
+    chmodSync(home, 0o750);
+    chmodSync(join(home, 'broker.db'), 0o644);
+    const loose = await run(['list'], { BROKER_HOME: home });
+    expect(loose.code, loose.stderr).toBe(0);
+    expect(loose.stdout).toMatch(/^Apps: Microsoft \(client id /);
+    expect(statSync(home).mode & 0o777).toBe(0o700);
+    expect(statSync(join(home, 'broker.db')).mode & 0o777).toBe(0o600);
+    // As private as that, `list` only reads: the -wal and -shm files SQLite makes for the read go when it closes.
+    const again = await run(['list', '--json'], { BROKER_HOME: home });
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toEqual([]);
+    expect(readdirSync(home).sort()).toEqual(before);
+  });
 });

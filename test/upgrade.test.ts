@@ -75,6 +75,15 @@ describe('store migrations', () => {
     expect(left).toEqual(['broker.db.bak-v1', 'broker.db.bak-v2', 'broker.db.bak-v5']);
   });
 
+  it('`broker list` migrates a store of an older schema, after its copy, and lists it', async () => {
+    const path = await storeAtV1();
+    const r = await run(['list', '--json'], { BROKER_HOME: dirname(path) });
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { keyid: string }[]).map((c) => c.keyid)).toEqual(['bk1a']);
+    expect(userVersion(path)).toBe(MIGRATIONS.length);
+    expect(userVersion(`${path}.bak-v1`)).toBe(1);
+  });
+
   it('refuses a store from a newer broker with a hint to upgrade, and leaves the file as it was', async () => {
     const path = await storeAtV1();
     const db = new Database(path);

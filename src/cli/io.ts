@@ -1,5 +1,3 @@
-import { writeSync } from 'node:fs';
-
 /** What a command may touch of its process: passed in so commands run inside tests. */
 export interface Io {
   out(text: string): void;
@@ -58,6 +56,8 @@ async function readLine(timeoutMs: number): Promise<string> {
 const viaStream = { 1: false, 2: false };
 
 function writeFd(fd: 1 | 2, text: string): void {
+  // Required here, not imported: node:fs takes a millisecond to load, which `broker list` (bufferedIo) does without.
+  const { writeSync } = require('node:fs') as typeof import('node:fs');
   const stream = () => (fd === 1 ? process.stdout : process.stderr);
   if (viaStream[fd]) {
     stream().write(text);
@@ -78,4 +78,46 @@ function writeFd(fd: 1 | 2, text: string): void {
       return;
     }
   }
+}
+
+/** An Io that keeps what is written until `flush`. */
+export interface BufferedIo extends Io {
+  /** Writes what was kept, stderr first, and forgets it; a reader that went away (EPIPE) is no error. */
+  flush(): Promise<void>;
+}
+
+/**
+ * `io` with out and err kept until `flush`, then written with one Bun.write each
+ * (which waits out a non-blocking pipe): for `broker list`, whose output is all
+ * known at the end, so that it loads no node:fs and makes one write(2), not one a line.
+ */
+export function bufferedIo(io: Io): BufferedIo {
+  const kept = { out: [] as string[], err: [] as string[] };
+  const keep = (to: string[], t: string) => {
+    to.push(t.endsWith('\n') ? t : `${t}\n`);
+  };
+  const write = async (to: string[], file: typeof Bun.stdout) => {
+    const text = to.join('');
+    to.length = 0;
+    if (!text) return;
+    try {
+      await Bun.write(file, text);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
+    }
+  };
+  return {
+    out: (t) => keep(kept.out, t),
+    err: (t) => keep(kept.err, t),
+    env: io.env,
+    get isTTY() {
+      return io.isTTY;
+    },
+    readStdin: () => io.readStdin(),
+    readLine: (timeoutMs) => io.readLine(timeoutMs),
+    flush: async () => {
+      await write(kept.err, Bun.stderr);
+      await write(kept.out, Bun.stdout);
+    },
+  };
 }

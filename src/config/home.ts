@@ -10,8 +10,7 @@ export function brokerHome(env: Record<string, string | undefined>): string {
   return join(base, 'broker');
 }
 
-export const SETTINGS_FILE = 'settings.json';
-export const STORE_FILE = 'broker.db';
+export { SETTINGS_FILE, STORE_FILE } from './files.ts';
 
 /**
  * Creates the folder 0700, or tightens an existing one we own: it holds the app

@@ -2,13 +2,15 @@ import type Conf from 'conf';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BrokerError } from '../errors.ts';
+import { otherApps } from './apps.ts';
 import { ensureHome, SETTINGS_FILE } from './home.ts';
 import { PROVIDER_IDS, type ProviderApp, type ProviderId } from '../oauth/providers.ts';
 import { defaultOf, displayName, envValue, OPTION_LIST, OPTIONS, type OptionSpec } from './options.ts';
 import { validateClientSecret, validateDate, validateHttpUrl } from './validate.ts';
 
-// The single-value checks live in validate.ts; re-exported for the code and tests that import them from here.
+// The single-value checks live in validate.ts, otherApps in apps.ts (for `broker list`, which loads nothing else of this); re-exported for the code and tests that import them from here.
 export * from './validate.ts';
+export { otherApps };
 
 /** The owner's app at a provider other than Microsoft (`broker init --provider NAME`): Microsoft's own fields stay top-level. */
 export type ProviderSettings = Omit<ProviderApp, 'authority' | 'tenant'>;
@@ -56,13 +58,6 @@ export interface Settings {
   databasePasswordFile?: string;
   /** One app per provider other than Microsoft. */
   providers?: Partial<Record<OtherProviderId, ProviderSettings>>;
-}
-
-/** The providers other than Microsoft with an app in these settings. */
-export function otherApps(s: Partial<Settings>): OtherProviderId[] {
-  return Object.entries(s.providers ?? {})
-    .filter(([, a]) => a && typeof a === 'object')
-    .map(([id]) => id as OtherProviderId);
 }
 
 /** The problems of the other providers' apps, each naming the provider. */

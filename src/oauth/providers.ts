@@ -281,7 +281,9 @@ export const SERVICES: readonly Service[] = [
 export const DEFAULT_SERVICE_ID = 'onedrivev2';
 
 export function findService(id: string | null | undefined): Service | undefined {
-  return SERVICES.find((s) => s.id === id);
+  // A loop, not find: `broker list` would compile that builtin for this alone (see cli/list-output.ts).
+  for (const s of SERVICES) if (s.id === id) return s;
+  return undefined;
 }
 
 export function scopeString(s: Service): string {

@@ -5,40 +5,11 @@ import { BrokerError } from '../errors.ts';
 import { MIGRATIONS } from './migrations.ts';
 
 import { MemoryEphemera } from './memory.ts';
+import { INFO_COLUMNS, LIST_SQL, type Row, toInfo } from './sqlite-rows.ts';
 import { WalHeaderWatch } from './wal-header.ts';
 import type { ChangeFeed, ConnectionInfo, ConnectionRecord, ConnectionHead, ConnectionState, NewConnection, Store, Window } from './types.ts';
 
 export type * from './types.ts';
-
-interface Row {
-  keyid: string;
-  service: string;
-  state: ConnectionState;
-  check_tag: Uint8Array;
-  sealed: Uint8Array | null;
-  version: number;
-  created_at: number;
-  last_refresh_at: number | null;
-  last_used_at: number | null;
-  state_changed_at: number | null;
-  state_reason: string | null;
-}
-
-const INFO_COLUMNS = 'keyid, service, state, version, created_at, last_refresh_at, last_used_at, state_changed_at, state_reason';
-
-function toInfo(r: Omit<Row, 'check_tag' | 'sealed'>): ConnectionInfo {
-  return {
-    keyid: r.keyid,
-    service: r.service,
-    state: r.state,
-    version: r.version,
-    createdAt: r.created_at,
-    lastRefreshAt: r.last_refresh_at,
-    lastUsedAt: r.last_used_at,
-    stateChangedAt: r.state_changed_at,
-    stateReason: r.state_reason,
-  };
-}
 
 /**
  * The connection store: one SQLite file in BROKER_HOME. WAL lets `broker list` and
@@ -152,7 +123,7 @@ export class SqliteStore implements Store {
       // Not a version bump: last use is bookkeeping and must not invalidate cached tokens.
       touch: db.query(`UPDATE connections SET last_used_at = ?1 WHERE keyid = ?2`),
       countByState: db.query(`SELECT state, count(*) AS count FROM connections GROUP BY state`),
-      list: db.query(`SELECT ${INFO_COLUMNS} FROM connections ORDER BY created_at, keyid`),
+      list: db.query(LIST_SQL),
       page: db.query(`SELECT ${INFO_COLUMNS}, check_tag, sealed FROM connections WHERE keyid > ? ORDER BY keyid LIMIT 1000`),
       importRow: db.query(
         `INSERT INTO connections (keyid, service, state, check_tag, sealed, version, created_at, last_refresh_at, last_used_at, state_changed_at, state_reason)
