@@ -55,15 +55,22 @@ async function readLine(timeoutMs: number): Promise<string> {
 /** After a write(2) that would block (a non-blocking pipe), everything on that descriptor goes through its stream, in order. */
 const viaStream = { 1: false, 2: false };
 
+let writeSync: typeof import('node:fs').writeSync | undefined;
+const encoder = new TextEncoder();
+/** Reused for every write: serve's log writes a batch of lines per event-loop turn, and a fresh Buffer each time showed in its profile. */
+let scratch = new Uint8Array(16 * 1024);
+
 function writeFd(fd: 1 | 2, text: string): void {
-  // Required here, not imported: node:fs takes a millisecond to load, which `broker list` (bufferedIo) does without.
-  const { writeSync } = require('node:fs') as typeof import('node:fs');
+  // Required on first use, not imported: node:fs takes a millisecond to load, which `broker list` (bufferedIo) does without.
+  writeSync ??= (require('node:fs') as typeof import('node:fs')).writeSync;
   const stream = () => (fd === 1 ? process.stdout : process.stderr);
   if (viaStream[fd]) {
     stream().write(text);
     return;
   }
-  const buf = Buffer.from(text);
+  // A UTF-16 code unit is at most 3 UTF-8 bytes; a rare large text (a long `list --json`) gets a buffer of its own.
+  if (text.length * 3 > scratch.length && text.length * 3 <= 1 << 20) scratch = new Uint8Array(text.length * 3);
+  const buf = text.length * 3 <= scratch.length ? scratch.subarray(0, encoder.encodeInto(text, scratch).written) : Buffer.from(text);
   let off = 0;
   while (off < buf.length) {
     try {
@@ -74,7 +81,8 @@ function writeFd(fd: 1 | 2, text: string): void {
       if (code === 'EPIPE') return;
       if (code !== 'EAGAIN') throw e;
       viaStream[fd] = true;
-      stream().write(buf.subarray(off));
+      // A copy: the stream writes later, and the scratch buffer is reused by then.
+      stream().write(buf.slice(off));
       return;
     }
   }
