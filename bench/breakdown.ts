@@ -90,14 +90,14 @@ const steps: Step[] = [
   // The usual request (GET, X-AuthID, token in memory): TokenService.cachedToken, nothing awaited.
   ['parse: length, ":" and the keyid (cache hit)', () => authid.length === 92 && authid.charCodeAt(35) === 58 && authid.slice(0, 35)],
   ['authenticate: SHA-256 of the text vs its proof (cache hit)', () => safeEqual(Bun.SHA256.hash(authid) as Uint8Array, proof)],
-  ['store: WAL-index header, shared memory (cache hit)', () => feed.sync()],
+  ['store: feed.sync, PRAGMA data_version (cache hit: the instant-revoke check)', () => feed.sync()],
   ['cache: TokenService.cachedToken (all of a cache hit)', () => broker.tokens.cachedToken(authid)],
   // The full check: a text's first request, and anything unusual (a wrong secret, a changed row).
   ['parse: parseAuthId (full check)', () => parseAuthId(authid)],
   ['authenticate: check tag, 1x keyed BLAKE2b in wasm (full check)', () => deriveKeys(sodium, id).checkTag],
   ['authenticate: checkTagMatches, constant time (full check)', () => checkTagMatches(sodium, keys.checkTag, record.checkTag)],
   ['store: getHead, the row read (full check, after a commit)', () => store.getHead(id.keyid), true],
-  ['store: PRAGMA data_version (after the header moved)', () => dataVersion.get()],
+  ['store: PRAGMA data_version alone', () => dataVersion.get()],
   ['cache: TokenService.getAccessToken (the full check + cache)', () => broker.tokens.getAccessToken(authid), true],
   ['http: new Request (what Bun.serve hands us)', () => req()],
   ['response: token JSON + new Response', () => tokenResponse()],

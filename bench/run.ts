@@ -134,9 +134,9 @@ interface Row {
  * under the table for each missed row only.
  */
 const WHY: Record<string, string> = {
-  '1a': 'requests/s is bounded by one JS thread, and on 2 shared cores by whatever else runs: a cache hit does what a bare Bun.serve does plus reading X-AuthID and Accept, a SHA-256 of the AuthID against its proof, the WAL-header check for revokes and the log line (bench/breakdown.ts); the ratio falls further when other processes take CPU, since the broker needs more of it per request.',
+  '1a': 'requests/s is bounded by one JS thread, and on 2 shared cores by whatever else runs: a cache hit does what a bare Bun.serve does plus reading X-AuthID and Accept, a SHA-256 of the AuthID against its proof, the SQLite `PRAGMA data_version` for revokes (a read lock: two fcntl(2)) and the log line (bench/breakdown.ts); the ratio falls further when other processes take CPU, since the broker needs more of it per request.',
   '1b': 'p99 follows throughput on one JS thread (see 1a): with 50 connections queued, each request waits for the ones ahead of it.',
-  '1c': 'the per-request AuthID proof (SHA-256), the store freshness check (WAL header), the Accept check and the log line; bench/breakdown.ts itemises them.',
+  '1c': 'the per-request AuthID proof (SHA-256), the store freshness check (`PRAGMA data_version`), the Accept check and the log line; bench/breakdown.ts itemises them.',
   '2': "SQLite's fsync of the rotated refresh token before answering (0.2 to 1 ms on this disk: strace -T of serve), which is what makes a rotation survive a power cut; the fsync's cost is the disk's.",
   '5a': 'the binary is ~110 MB of Bun runtime plus 7 MB of bundled bytecode: mapping and loading it costs more than a hello-world before any of our code runs.',
   '5b': "`list` also loads bun:sqlite and reads the store (about 1 ms: the module, SQLite's first open, the -wal/-shm files it makes for the read), looks at five files on Bun's thread pool and prints; the rest is the runtime's start-up (see 5a).",

@@ -151,6 +151,31 @@ describe('broker serve, list, revoke', () => {
     expect(after.map((x) => x.status)).toEqual(Array.from({ length: 10 }, (_, k) => (k % 2 ? 410 : 200)));
   });
 
+  it('revokes and lists from other processes, one after another: each revoke is refused on the next request, and stays so in the file', async () => {
+    // serve holds the store open throughout; each CLI run opens and closes it beside serve, so SQLite's shared
+    // memory and its locks are shared between processes. A revoke and a list with no request between them is
+    // the sequence that once got past a change check which had lost those locks (found by review).
+    const users = ['e2e-seq-a', 'e2e-seq-b', 'e2e-seq-c'];
+    const [a, b, c] = await Promise.all(users.map((username) => connectOverHttp(served.url, PASSCODE, entra.login, { username })));
+    const statuses = async () => Promise.all([a!, b!, c!].map(async (x) => (await refresh(served.url, x.authid)).status));
+    for (let i = 0; i < 5; i++) expect(await statuses()).toEqual([200, 200, 200]);
+    const listed = async () => {
+      const r = await run(['list', '--json'], { BROKER_HOME: home });
+      expect(r.code, r.stderr).toBe(0);
+      const rows = JSON.parse(r.stdout) as { keyid: string; state: string }[];
+      return [a!, b!, c!].map((x) => rows.find((row) => row.keyid === x.keyid)?.state);
+    };
+    expect((await run(['revoke', a!.keyid], { BROKER_HOME: home })).code).toBe(0);
+    expect(await statuses()).toEqual([410, 200, 200]);
+    expect(await listed()).toEqual(['revoked', 'active', 'active']);
+    expect(await statuses()).toEqual([410, 200, 200]);
+    expect((await run(['revoke', b!.keyid], { BROKER_HOME: home })).code).toBe(0);
+    expect(await listed()).toEqual(['revoked', 'revoked', 'active']);
+    expect(await statuses()).toEqual([410, 410, 200]);
+    for (let i = 0; i < 3; i++) expect(await statuses()).toEqual([410, 410, 200]);
+    expect(await listed()).toEqual(['revoked', 'revoked', 'active']);
+  });
+
   it('`broker revoke <keyid>:<wrong secret>` is refused: exit 4, nothing revoked, the connection still works', async () => {
     const c = await connectOverHttp(served.url, PASSCODE, entra.login, { username: 'e2e-revoke-wrong' });
     expect((await refresh(served.url, c.authid)).status).toBe(200);

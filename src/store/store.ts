@@ -6,7 +6,6 @@ import { MIGRATIONS } from './migrations.ts';
 
 import { MemoryEphemera } from './memory.ts';
 import { INFO_COLUMNS, LIST_SQL, type Row, toInfo } from './sqlite-rows.ts';
-import { WalHeaderWatch } from './wal-header.ts';
 import type { ChangeFeed, ConnectionInfo, ConnectionRecord, ConnectionHead, ConnectionState, NewConnection, Store, Window } from './types.ts';
 
 export type * from './types.ts';
@@ -25,19 +24,18 @@ export type * from './types.ts';
  * forgotten: SQLite does not say which rows changed, and writes are rare (a
  * rotation per connection per hour, a last-use stamp per minute).
  *
- * The statement takes a read lock (two fcntl(2) calls) on every request, so it is
- * asked only when the WAL-index header in shared memory says something may have
- * been committed since the last look (see wal-header.ts).
+ * The statement takes a read lock (two fcntl(2) calls) on every request, about a
+ * quarter of a cache hit's CPU time. Reading SQLite's WAL-index header from the
+ * -shm file instead was tried and removed: any open and close of that file by
+ * this process (Bun.mmap's) drops the POSIX locks SQLite holds on it, after which
+ * another process may rebuild the file and both checks can miss a revoke.
  */
 class SqliteFeed implements ChangeFeed {
   readonly live = true;
   private last: number;
   private readonly resets: (() => void)[] = [];
 
-  constructor(
-    private readonly dataVersion: () => number,
-    private readonly header: WalHeaderWatch,
-  ) {
+  constructor(private readonly dataVersion: () => number) {
     this.last = dataVersion();
   }
 
@@ -46,7 +44,6 @@ class SqliteFeed implements ChangeFeed {
   }
 
   sync(): void {
-    if (!this.header.maybeChanged()) return;
     let now: number;
     try {
       now = this.dataVersion();
@@ -59,10 +56,6 @@ class SqliteFeed implements ChangeFeed {
       this.last = now;
       this.wrote();
     }
-  }
-
-  close(): void {
-    this.header.close();
   }
 
   /** This connection wrote (or cannot tell): nothing remembered may be trusted. */
@@ -99,7 +92,7 @@ export class SqliteStore implements Store {
   ) {
     this.db = db;
     const dataVersion = db.query<{ data_version: number }, []>('PRAGMA data_version');
-    this.changes = new SqliteFeed(() => dataVersion.get()!.data_version, new WalHeaderWatch(`${where}-shm`));
+    this.changes = new SqliteFeed(() => dataVersion.get()!.data_version);
     this.stmts = {
       get: db.query(`SELECT ${INFO_COLUMNS}, check_tag, sealed FROM connections WHERE keyid = ?`),
       getHead: db.query(`SELECT ${INFO_COLUMNS}, check_tag FROM connections WHERE keyid = ?`),
@@ -271,7 +264,6 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    this.changes.close();
     this.db.close();
   }
 
