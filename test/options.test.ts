@@ -30,6 +30,25 @@ describe('the table of options', () => {
     }
   });
 
+  it('help is as wide as $COLUMNS says (40 to 500), else 80', async () => {
+    const widest = async (env: Record<string, string>) => {
+      const out = io({ BROKER_HOME: '/nonexistent', ...env });
+      expect(await main(['serve', '--help'], out)).toBe(0);
+      return Math.max(
+        ...out
+          .text()
+          .split('\n')
+          .map((l) => l.length),
+      );
+    };
+    expect(await widest({})).toBeLessThanOrEqual(80);
+    expect(await widest({ COLUMNS: 'wide' })).toBeLessThanOrEqual(80);
+    expect(await widest({ COLUMNS: '20' })).toBeLessThanOrEqual(80);
+    const wide = await widest({ COLUMNS: '200' });
+    expect(wide).toBeGreaterThan(80);
+    expect(wide).toBeLessThanOrEqual(200);
+  });
+
   it('serve: a flag, else the variable, else the setting, else the default; an empty variable counts as unset', () => {
     const s = { listen: '127.0.0.1:1', logFormat: 'json' as const, metrics: true };
     expect(serveValues({ listen: '127.0.0.1:3' }, { BROKER_LISTEN: '127.0.0.1:2' }, s).listen).toBe('127.0.0.1:3');

@@ -24,6 +24,12 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
       writeErr: (s) => io.err(s.replace(/\n$/, '')),
       // commander says `error: unknown option '--x'`; put it in the CLI's one voice.
       outputError: (s) => sayError(io, s.replace(/^error: /, '').replace(/\n$/, ''), 'run `broker --help` for usage'),
+      // commander's defaults ask process.stdout, whose first use loads Node's stream modules (about 4 ms of
+      // `broker --help`): the help has no colours, and it is as wide as $COLUMNS says, else 80.
+      getOutHasColors: () => false,
+      getErrHasColors: () => false,
+      getOutHelpWidth: () => helpWidth(io.env),
+      getErrHelpWidth: () => helpWidth(io.env),
     })
     .addHelpText('after', `\nSettings and store live in BROKER_HOME (now: ${brokerHome(io.env)}).`);
 
@@ -114,4 +120,9 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     }
     return failed(err, io);
   }
+}
+
+function helpWidth(env: Record<string, string | undefined>): number {
+  const columns = Number(env.COLUMNS);
+  return Number.isInteger(columns) && columns >= 40 && columns <= 500 ? columns : 80;
 }
