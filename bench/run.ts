@@ -656,18 +656,19 @@ async function measureCli(binary: string, A: Home): Promise<void> {
     { encoding: 'utf8', timeout: 120_000 },
   );
   if (hb.status !== 0) throw new Error(`hello-world build failed: ${hb.stderr}`);
-  const cli = { hello: [] as number[], version: [] as number[], list: [] as number[] };
+  const cli = { hello: [] as number[], version: [] as number[], list: [] as number[], help: [] as number[] };
   const envA = brokerEnv(A.dir);
   let cliErrors = 0;
-  for (let i = 0; i < 3; i++) for (const c of [[join(helloDir, 'hello')], [binary, '--version'], [binary, 'list']]) timeProcess(c, envA);
+  for (let i = 0; i < 3; i++) for (const c of [[join(helloDir, 'hello')], [binary, '--version'], [binary, 'list'], [binary, '--help']]) timeProcess(c, envA);
   for (let i = 0; i < CLI_RUNS; i++) {
     const runs = [
       ['hello', [join(helloDir, 'hello')]],
       ['version', [binary, '--version']],
       ['list', [binary, 'list']],
+      ['help', [binary, '--help']],
     ] as const;
-    for (let k = 0; k < 3; k++) {
-      const [name, cmd] = runs[(k + i) % 3]!;
+    for (let k = 0; k < runs.length; k++) {
+      const [name, cmd] = runs[(k + i) % runs.length]!;
       const t = timeProcess([...cmd], envA);
       if (t.code !== 0) cliErrors++;
       // One line per connection (the keyid first), besides the apps line and the table's head.
@@ -678,6 +679,7 @@ async function measureCli(binary: string, A: Home): Promise<void> {
   const helloMed = median(cli.hello);
   const versionMed = median(cli.version);
   const listMed = median(cli.list);
+  const helpMed = median(cli.help);
   rows.push({
     id: '5a',
     measurement: `\`broker --version\` (${CLI_RUNS} runs)`,
@@ -698,9 +700,19 @@ async function measureCli(binary: string, A: Home): Promise<void> {
     pass: listMed / helloMed <= 2 && cliErrors === 0,
     missBy: cliErrors ? `${cliErrors} runs failed or printed the wrong rows` : `${ms(listMed - 2 * helloMed)} above 2× hello-world`,
   });
+  // No target: the help needs commander, whose module alone loads node:fs, node:path and node:child_process.
+  rows.push({
+    id: '5c',
+    measurement: `\`broker --help\` (${CLI_RUNS} runs)`,
+    baseline: `${ms(helloMed)} hello-world`,
+    subject: ms(helpMed),
+    ratio: x(helpMed / helloMed),
+    target: '—',
+    pass: null,
+  });
   details.cli = {
-    medians: { hello: helloMed, version: versionMed, list: listMed },
-    p90: { hello: quantile(cli.hello, 0.9), version: quantile(cli.version, 0.9), list: quantile(cli.list, 0.9) },
+    medians: { hello: helloMed, version: versionMed, list: listMed, help: helpMed },
+    p90: { hello: quantile(cli.hello, 0.9), version: quantile(cli.version, 0.9), list: quantile(cli.list, 0.9), help: quantile(cli.help, 0.9) },
     samples: cli,
   };
 }
