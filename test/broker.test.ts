@@ -236,6 +236,31 @@ describe('/refresh', () => {
     expect(await refresh(c.authid.toUpperCase())).toBe(200);
   });
 
+  it("a request's last-use stamp is written after its answer, not before (SQLite's write waits for an fsync)", async () => {
+    const c = await h.connect();
+    expect((await h.refresh(c.authid)).status).toBe(200);
+    await new Promise((r) => setImmediate(r)); // that request's own stamp
+    const store = h.broker.ctx.store;
+    const touch = store.touch.bind(store);
+    const stamped: string[] = [];
+    store.touch = async (keyid, now) => {
+      stamped.push(keyid);
+      return touch(keyid, now);
+    };
+    try {
+      h.clock.offsetMs += 61_000; // more than a minute since the last use: a stamp is due
+      const res = await h.refresh(c.authid);
+      expect(res.status).toBe(200);
+      expect(stamped).toEqual([]);
+      await new Promise((r) => setImmediate(r));
+      expect(stamped).toEqual([c.keyid]);
+      expect((await store.get(c.keyid))!.lastUsedAt).toBeGreaterThan(Date.now());
+    } finally {
+      store.touch = touch;
+      h.clock.offsetMs = 0;
+    }
+  });
+
   it('a revoke from another process is honoured at once, even with a token cached', async () => {
     const c = await h.connect();
     expect((await h.refresh(c.authid)).status).toBe(200);

@@ -296,8 +296,10 @@ export class TokenService {
     const last = this.touched.get(keyid);
     if (last !== undefined && now - last < TOUCH_INTERVAL_MS) return;
     this.touched.set(keyid, now);
-    // Bookkeeping only, not awaited: a full disk must not stop a backup from getting its token.
-    this.ctx.store.touch(keyid, now).catch(() => this.ctx.log.warn('store.touch_failed', { keyid: short(keyid) }));
+    // Bookkeeping only, not awaited (a full disk must not stop a backup from getting its token), and
+    // written after this turn of the event loop: SQLite's write waits for an fsync, which the answer need
+    // not wait for (on a refresh it then overlaps the call to the provider).
+    setImmediate(() => this.ctx.store.touch(keyid, now).catch(() => this.ctx.log.warn('store.touch_failed', { keyid: short(keyid) })));
   }
 
   /**
