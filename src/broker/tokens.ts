@@ -21,10 +21,8 @@ export interface AccessToken {
 interface CacheEntry {
   /** What a cache hit hands out: one object for the entry's life, so callers may memoise per token (the answer's JSON). */
   token: Readonly<AccessToken>;
-  accessToken: string;
-  expiresAt: number;
+  /** The token's whole lifetime, ms: how much of it must be left to serve it (`fresh`). */
   lifetime: number;
-  service: string;
   /** The row version the token belongs to; any change to the row makes it stale. */
   version: number;
   /** The row's check tag: lets a cached token be served, to its holder only, while the store is unreachable. */
@@ -206,7 +204,8 @@ export class TokenService {
     const head = this.heads.get(keyid);
     const now = this.ctx.now();
     // Still in memory after a sync: the row is unchanged since it was read.
-    if (head?.state !== 'active' || head.version !== hit.version || this.cache.get(keyid) !== hit || !fresh(hit.expiresAt, hit.lifetime, now)) return null;
+    if (head?.state !== 'active' || head.version !== hit.version || this.cache.get(keyid) !== hit || !fresh(hit.token.expiresAt, hit.lifetime, now))
+      return null;
     this.touch(keyid, now);
     return hit.token;
   }
@@ -237,7 +236,7 @@ export class TokenService {
     const now = this.ctx.now();
     this.touch(id.keyid, now);
     const hit = this.cache.get(id.keyid);
-    if (hit && hit.version === record.version && fresh(hit.expiresAt, hit.lifetime, now)) return hit.token;
+    if (hit && hit.version === record.version && fresh(hit.token.expiresAt, hit.lifetime, now)) return hit.token;
     let flight = this.inflight.get(id.keyid);
     if (!flight) {
       // One flight per connection in this process, and one lock per connection across
@@ -263,7 +262,7 @@ export class TokenService {
       return null;
     }
     const hit = this.cache.get(id.keyid);
-    if (!hit || !fresh(hit.expiresAt, hit.lifetime, this.ctx.now())) return null;
+    if (!hit || !fresh(hit.token.expiresAt, hit.lifetime, this.ctx.now())) return null;
     if (!safeEqual(deriveKeys(this.ctx.sodium, id).checkTag, hit.checkTag)) return null;
     this.ctx.log.warn('store.unreachable_served_cache', { keyid: short(id.keyid) });
     return hit.token;
@@ -498,10 +497,7 @@ export class TokenService {
     this.cache.set(keyid, {
       token: Object.freeze(served(keyid, g.service, g, 'cache')),
       checkTag,
-      accessToken: g.accessToken,
-      expiresAt: g.accessTokenExpiresAt,
       lifetime: g.accessTokenLifetime * 1000,
-      service: g.service,
       version,
     });
   }

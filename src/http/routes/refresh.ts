@@ -58,12 +58,12 @@ export function refresh(x: Exchange, deps: Deps): Response | Promise<Response> {
 }
 
 async function obtain(x: Exchange, deps: Deps): Promise<Response> {
-  const form = x.req.method === 'POST' ? await readForm(x.req) : NO_FORM;
+  const form = x.method === 'POST' ? await readForm(x.req) : NO_FORM;
   const authid = authIdFrom(x.req, () => x.url, form);
   if (!authid) {
     // Duplicati's new UI opens `<oauth-url>?type=…`; with --oauth-url=…/refresh that is this route.
     const type = x.url.searchParams.get('type');
-    if (type !== null && x.req.method === 'GET') return redirect(startUrl(type));
+    if (type !== null && x.method === 'GET') return redirect(startUrl(type));
     throw missingAuthId('Send it in the X-AuthID header (or the authid field, or Authorization: Bearer).');
   }
   let token: AccessToken;
