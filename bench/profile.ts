@@ -14,12 +14,12 @@
  * kept in bench/results/profiles/ for Chrome DevTools or speedscope.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { connectOverHttp } from '../test/support/binary.ts';
 import { startEntra } from '../test/support/entra.ts';
-import { freePort, initArgs, runJsonChild, sleep, stopChild } from './lib.ts';
+import { freePort, initArgs, runJsonChild, serveReady, sleep, stopChild } from './lib.ts';
 import type { LoadResult } from './load.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -125,18 +125,13 @@ async function serveProfiled(
   const init = spawnSync(BIN, initArgs(entra, join(work, 'secret'), port, PASSCODE), { env, encoding: 'utf8' });
   if (init.status !== 0) throw new Error(init.stderr);
   const profDir = join(work, 'prof');
-  const child = spawn(BIN, ['serve'], {
-    env: profiled ? { ...env, BUN_OPTIONS: profOpts(profDir, 250) } : env,
-    stdio: ['ignore', 'ignore', openSync(join(work, 'serve.log'), 'a')],
-  });
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 2000; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
-    } catch {
-      await sleep(5);
-    }
-  }
+  const { child } = await serveReady(
+    BIN,
+    { name: what, url, log: join(work, 'serve.log') },
+    profiled ? { ...env, BUN_OPTIONS: profOpts(profDir, 250) } : env,
+    new Set(),
+  );
   entra.setAccessTokenTtl(ttl);
   const authids: string[] = [];
   for (let i = 0; i < logins; i++) authids.push((await connectOverHttp(url, PASSCODE, (u, o) => entra.login(u, o))).authid);
@@ -159,9 +154,9 @@ if (what === 'summarize') {
   process.stdout.write(`${summarize(resolve(process.argv[3]!), Number(process.argv[4] ?? 25))}\n`);
   process.exit(0);
 }
-if (what === 'cache') {
-  const s = await serveProfiled(3600, 3);
-  const r = await runJsonChild<LoadResult>(
+/** Cache hits from 50 connections for `seconds` (after a warm-up), from bench/load.ts in its own process. */
+function cacheHitLoad(s: { port: number; authids: string[] }, warmupMs: number): Promise<LoadResult> {
+  return runJsonChild<LoadResult>(
     join(ROOT, 'bench', 'load.ts'),
     {
       mode: 'closed',
@@ -169,13 +164,18 @@ if (what === 'cache') {
       port: s.port,
       path: '/refresh',
       connections: 50,
-      warmupMs: 500,
+      warmupMs,
       durationMs: seconds * 1000,
       headerSets: s.authids.map((a) => ({ 'X-AuthID': a })),
       hardTimeoutMs: (seconds + 10) * 1000,
     },
     (seconds + 20) * 1000,
   );
+}
+
+if (what === 'cache') {
+  const s = await serveProfiled(3600, 3);
+  const r = await cacheHitLoad(s, 500);
   process.stdout.write(
     `load (profiled, so slower than in npm run bench): ${r.rps}/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, errors ${r.errors}\n`,
   );
@@ -184,21 +184,7 @@ if (what === 'cache') {
   // System calls per cache hit: strace -c attached to the unprofiled binary while the load runs.
   const s = await serveProfiled(3600, 3, false);
   const traceFile = join(work, 'strace.txt');
-  const load = runJsonChild<LoadResult>(
-    join(ROOT, 'bench', 'load.ts'),
-    {
-      mode: 'closed',
-      host: '127.0.0.1',
-      port: s.port,
-      path: '/refresh',
-      connections: 50,
-      warmupMs: 300,
-      durationMs: seconds * 1000,
-      headerSets: s.authids.map((a) => ({ 'X-AuthID': a })),
-      hardTimeoutMs: (seconds + 10) * 1000,
-    },
-    (seconds + 20) * 1000,
-  );
+  const load = cacheHitLoad(s, 300);
   await sleep(300);
   const trace = spawn('strace', ['-c', '-f', '-o', traceFile, '-p', String(s.pid)], { stdio: 'ignore' });
   const r = await load;
