@@ -69,8 +69,9 @@ function writeFd(fd: 1 | 2, text: string): void {
     return;
   }
   // A UTF-16 code unit is at most 3 UTF-8 bytes; a rare large text (a long `list --json`) gets a buffer of its own.
-  if (text.length * 3 > scratch.length && text.length * 3 <= 1 << 20) scratch = new Uint8Array(text.length * 3);
-  const buf = text.length * 3 <= scratch.length ? scratch.subarray(0, encoder.encodeInto(text, scratch).written) : Buffer.from(text);
+  const most = text.length * 3;
+  if (most > scratch.length && most <= 1 << 20) scratch = new Uint8Array(most);
+  const buf = most <= scratch.length ? scratch.subarray(0, encoder.encodeInto(text, scratch).written) : Buffer.from(text);
   let off = 0;
   while (off < buf.length) {
     try {
